@@ -1,0 +1,158 @@
+"""The one console: everything the tasks print goes through here.
+
+* Colour only on a terminal; plain text when piped (rich decides from `isatty`, honours NO_COLOR).
+* Every line, table cell, JSON document and error passes through `redaction.redact`.
+* `status()` shows a spinner on a terminal, or one progress line on stderr when the work
+  takes longer than a second and stderr is not a terminal.
+* `fail()` is the guardrail error channel: an invoke `Exit` with one actionable sentence.
+
+rich is imported inside the functions: `inv --list` never pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+from invoke.exceptions import Exit
+
+from blumeops_tasks.redaction import redact, redact_data
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+PIPED_WIDTH = 160
+PROGRESS_DELAY = 1.0
+
+
+class _RedactingStream:
+    """File-like wrapper: whatever rich renders is redacted on its way out."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(redact(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self._stream, "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def _rich(stream: IO[str] | None = None) -> Console:
+    from rich.console import Console
+
+    target = sys.stdout if stream is None else stream
+    return Console(
+        file=_RedactingStream(target),  # type: ignore[arg-type]
+        highlight=False,
+        width=None if _is_tty(target) else PIPED_WIDTH,
+    )
+
+
+def out(text: str = "", style: str | None = None) -> None:
+    """Print one line (or block) to stdout."""
+    _rich().print(text, style=style, markup=False)
+
+
+def note(text: str) -> None:
+    """A secondary line for the operator, on stderr so JSON on stdout stays clean."""
+    _rich(sys.stderr).print(text, style="dim", markup=False)
+
+
+def error(text: str) -> None:
+    _rich(sys.stderr).print(text, style="bold red", markup=False)
+
+
+def print_json(data: Any) -> None:
+    """Print a JSON document (redacted, stable key order) to stdout."""
+    sys.stdout.write(json.dumps(redact_data(data), indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    styles: Sequence[str | None] | None = None,
+) -> None:
+    """Print a table; cells are redacted before rendering so wrapping cannot split a secret."""
+    from rich.table import Table
+
+    tbl = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        tbl.add_column(column, overflow="fold")
+    for index, row in enumerate(rows):
+        style = styles[index] if styles else None
+        tbl.add_row(*(redact(str(cell)) for cell in row), style=style)
+    _rich().print(tbl)
+
+
+def diff(text: str) -> None:
+    """Print a unified diff, coloured on a terminal."""
+    from rich.syntax import Syntax
+
+    console = _rich()
+    if console.is_terminal:
+        console.print(Syntax(redact(text), "diff", theme="ansi_dark", background_color="default"))
+    else:
+        console.print(text, markup=False, highlight=False)
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    """Spinner on a terminal; a single progress line on stderr if the work passes one second."""
+    if _is_tty(sys.stderr):
+        with _rich(sys.stderr).status(redact(message)):
+            yield
+        return
+    timer = threading.Timer(PROGRESS_DELAY, lambda: note(f"{message} ..."))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Stop with one actionable sentence (what is wrong, how to fix it), never a traceback."""
+    raise Exit(redact(message), code=code)
+
+
+def confirm(question: str, *, yes: bool, action: str) -> None:
+    """Ask before changing anything. Default No. Without a terminal, refuse unless --yes.
+
+    Returns when the operator agreed; otherwise stops with exit 1.
+    """
+    if yes:
+        return
+    if not _is_tty(sys.stdin):
+        fail(
+            f"Refusing to {action} without confirmation: no terminal to ask on; "
+            f"read the plan above and re-run with --yes."
+        )
+    _rich(sys.stderr).print(f"{question} [y/N] ", end="", markup=False)
+    try:
+        answer = sys.stdin.readline().strip().lower()
+    except KeyboardInterrupt:
+        answer = ""
+    if answer not in {"y", "yes"}:
+        fail(f"Nothing changed: {action} was not confirmed.")

@@ -1,0 +1,85 @@
+"""Root tasks that run across every registered layer: check, preflight, plan."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from blumeops_tasks import console, layers
+from blumeops_tasks import plan as plan_model
+from blumeops_tasks import preflight as runner
+from blumeops_tasks.config import setting
+from blumeops_tasks.layer import Layer
+from blumeops_tasks.plan import LayerPlan
+from blumeops_tasks.tasking import task
+
+LAYER_HELP = "only this layer (default: all)"
+JSON_HELP = "print JSON instead of tables"
+
+
+def _run(c: Context, kind: str, layer: str | None, as_json: bool) -> None:
+    selected = layers.select(layer)
+    if kind == "offline":
+        specs = [spec for lay in selected for spec in lay.offline_checks(c)]
+        timeout, title = float(setting(c, "check_timeout")), "Offline checks"
+    else:
+        specs = [spec for lay in selected for spec in lay.preflight_checks(c)]
+        timeout, title = float(setting(c, "preflight_timeout")), "Preflight"
+    with console.status(f"{title}: {len(specs)} checks"):
+        results = runner.run_checks(specs, default_timeout=timeout)
+    if as_json:
+        console.print_json(runner.to_json(results))
+    else:
+        runner.render(title, results)
+    code = runner.exit_code(results)
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"layer": LAYER_HELP, "json": JSON_HELP})
+def check(c: Context, layer: str | None = None, json: bool = False) -> None:
+    """Offline checks of every native file (no network, credentials or remote host). Exit 1 on any failure."""
+    _run(c, "offline", layer, json)
+
+
+@task(help={"layer": LAYER_HELP, "json": JSON_HELP})
+def preflight(c: Context, layer: str | None = None, json: bool = False) -> None:
+    """Environment checks: tools, credentials, reachability. Exit 1 on any failure."""
+    _run(c, "preflight", layer, json)
+
+
+def _safe_plan(c: Context, lay: Layer) -> LayerPlan:
+    try:
+        return lay.plan(c)
+    except Exit as exc:
+        return LayerPlan(lay.name, error=str(exc.message or f"exit code {exc.code}"))
+    except Exception as exc:
+        return LayerPlan(lay.name, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def collect_plans(c: Context, selected: tuple[Layer, ...]) -> list[LayerPlan]:
+    """Every selected layer's preview, run concurrently; a failing preview becomes an error row."""
+    with ThreadPoolExecutor(max_workers=max(len(selected), 1)) as pool:
+        return list(pool.map(lambda lay: _safe_plan(c, lay), selected))
+
+
+@task(help={"layer": LAYER_HELP, "json": JSON_HELP})
+def plan(c: Context, layer: str | None = None, json: bool = False) -> None:
+    """Read-only preview of every layer. Exit 0 no changes, 2 changes pending, 1 error."""
+    selected = layers.select(layer)
+    with console.status(f"Previewing {', '.join(lay.name for lay in selected)}"):
+        plans = collect_plans(c, selected)
+    document: dict[str, Any] = plan_model.to_json(plans)
+    if json:
+        console.print_json(document)
+    else:
+        plan_model.render(plans)
+    code = plan_model.exit_code(plans)
+    if code:
+        raise Exit(code=code)
+
+
+ROOT_TASKS = (check, preflight, plan)

@@ -1,0 +1,1 @@
+"""The tailnet layer."""

@@ -1,0 +1,58 @@
+"""The task decorator every blumeops task uses.
+
+`GuardedTask` keeps the two error channels apart:
+* guardrail failures are `Exit` (one sentence, already redacted by `console.fail`);
+* a tool's own failure (`UnexpectedExit`) passes through with the tool's exit code, redacted;
+* Ctrl-C is exit 130 with one line; anything unexpected is one line naming the task
+  (BLUMEOPS_DEBUG=1 shows the traceback).
+Before the body runs, `.env` is loaded without overriding the environment.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit, UnexpectedExit
+from invoke.tasks import Task
+from invoke.tasks import task as invoke_task
+
+from blumeops_tasks.config import load_env_file
+from blumeops_tasks.redaction import redact
+
+
+def _tool_failure(exc: UnexpectedExit) -> Exit:
+    result = exc.result
+    tail = [line for line in (result.stderr or result.stdout or "").splitlines() if line.strip()]
+    last = f": {tail[-1].strip()}" if tail else ""
+    return Exit(redact(f"`{result.command}` failed with exit code {result.exited}{last}"), code=result.exited)
+
+
+class GuardedTask(Task):  # type: ignore[type-arg]  # invoke's Task is loosely typed
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], Context):
+            load_env_file(args[0])
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exit:
+            raise
+        except UnexpectedExit as exc:
+            raise _tool_failure(exc) from None
+        except KeyboardInterrupt:
+            raise Exit("Interrupted.", code=130) from None
+        except Exception as exc:
+            if os.environ.get("BLUMEOPS_DEBUG"):
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise Exit(
+                redact(
+                    f"{self.name} stopped on an unexpected {type(exc).__name__}: {message} "
+                    f"(re-run with BLUMEOPS_DEBUG=1 for the traceback)."
+                ),
+                code=1,
+            ) from None
+
+
+task = functools.partial(invoke_task, klass=GuardedTask)
