@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ def clean_environ(home: Path, extra: Mapping[str, str] | None = None) -> dict[st
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Hide HOME, kubeconfig, SSH config and PULUMI_/TAILSCALE_/ANSIBLE_/INVOKE_ variables."""
     home = tmp_path_factory.mktemp("home")
     for key in list(os.environ):
@@ -35,7 +35,7 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("KUBECONFIG", str(home / "no-kubeconfig"))
     monkeypatch.setenv("NO_COLOR", "1")
-    yield home
+    return home
 
 
 def require_tool(name: str) -> str:
