@@ -29,6 +29,10 @@ PIPED_WIDTH = 160
 PROGRESS_DELAY = 1.0
 
 
+class Declined(Exit):
+    """The operator did not confirm (or could not be asked): nothing was changed."""
+
+
 class _RedactingStream:
     """File-like wrapper: whatever rich renders is redacted on its way out."""
 
@@ -155,4 +159,4 @@ def confirm(question: str, *, yes: bool, action: str) -> None:
     except KeyboardInterrupt:
         answer = ""
     if answer not in {"y", "yes"}:
-        fail(f"Nothing changed: {action} was not confirmed.")
+        raise Declined(redact(f"Nothing changed: {action} was not confirmed."), code=1)
