@@ -149,10 +149,11 @@ def confirm(question: str, *, yes: bool, action: str) -> None:
     if yes:
         return
     if not _is_tty(sys.stdin):
-        fail(
+        message = (
             f"Refusing to {action} without confirmation: no terminal to ask on; "
             f"read the plan above and re-run with --yes."
         )
+        raise Declined(redact(message), code=1)
     _rich(sys.stderr).print(f"{question} [y/N] ", end="", markup=False)
     try:
         answer = sys.stdin.readline().strip().lower()
