@@ -82,4 +82,26 @@ def plan(c: Context, layer: str | None = None, json: bool = False) -> None:
         raise Exit(code=code)
 
 
-ROOT_TASKS = (check, preflight, plan)
+def _flatten(prefix: str, node: Any) -> list[tuple[str, str]]:
+    if hasattr(node, "items"):
+        return [pair for key, value in node.items() for pair in _flatten(f"{prefix}.{key}", value)]
+    return [(prefix, str(node))]
+
+
+@task(name="config", help={"json": JSON_HELP})
+def show_config(c: Context, json: bool = False) -> None:
+    """Effective blumeops settings after defaults < invoke.yaml < INVOKE_BLUMEOPS_* (secrets never live here)."""
+    tree = c.config.get("blumeops", {})
+    if json:
+        console.print_json(_plain(tree))
+        return
+    console.table("Settings (blumeops.*)", ["setting", "value"], _flatten("blumeops", tree))
+
+
+def _plain(node: Any) -> Any:
+    if hasattr(node, "items"):
+        return {key: _plain(value) for key, value in node.items()}
+    return node
+
+
+ROOT_TASKS = (check, preflight, plan, show_config)
