@@ -53,9 +53,7 @@ def test_startup_imports_no_heavy_library() -> None:
         "program.run(['inv', '--list'], exit=False); "
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
@@ -65,9 +63,7 @@ def test_check_runs_offline_and_reports_every_layer() -> None:
     document = json.loads(result.stdout)
     assert result.returncode == document["exit_code"]
     assert {row["layer"] for row in document["checks"]} == set(layers.names())
-    failing = [
-        f"{r['layer']}/{r['name']}: {r['detail']}" for r in document["checks"] if r["status"] == "fail"
-    ]
+    failing = [f"{r['layer']}/{r['name']}: {r['detail']}" for r in document["checks"] if r["status"] == "fail"]
     assert failing == [], "the shipped repo must pass its own offline checks"
     assert result.returncode == 0
 

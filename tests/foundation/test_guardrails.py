@@ -82,12 +82,10 @@ def test_confirm_refuses_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> 
     ("answer", "agreed"),
     [("\n", False), ("n\n", False), ("", False), ("y\n", True), ("YES\n", True), ("maybe\n", False)],
 )
-def test_confirm_defaults_to_no_on_a_terminal(
-    monkeypatch: pytest.MonkeyPatch, answer: str, agreed: bool
-) -> None:
+def test_confirm_defaults_to_no_on_a_terminal(monkeypatch: pytest.MonkeyPatch, answer: str, agreed: bool) -> None:
     monkeypatch.setattr("sys.stdin", _Terminal(answer))
     if agreed:
         console.confirm("Apply?", yes=False, action="provision indri")
     else:
-        with pytest.raises(console.Declined, match="Nothing changed: provision indri was not confirmed."):
+        with pytest.raises(console.Declined, match=r"Nothing changed: provision indri was not confirmed\."):
             console.confirm("Apply?", yes=False, action="provision indri")

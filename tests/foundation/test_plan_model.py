@@ -58,8 +58,10 @@ def test_render_shows_summary_and_diffs(capsys) -> None:  # type: ignore[no-unty
         ]
     )
     text = capsys.readouterr().out
-    assert "changes pending" in text and "no changes" in text
+    assert "changes pending" in text
+    assert "no changes" in text
     assert "error: cluster unreachable" in text
     assert "layer not built yet" in text
     assert "~ [hosts/indri] update caddy : Render Caddyfile" in text
-    assert "+new" in text and "-old" in text
+    assert "+new" in text
+    assert "-old" in text
