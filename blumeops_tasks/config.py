@@ -18,6 +18,8 @@ ROOT_DEFAULTS: dict[str, Any] = {
     "root": "",
     # Where local state (journal, locks) lives, relative to root unless absolute.
     "state_dir": ".blumeops",
+    # The apply journal (one JSON line per apply), relative to state_dir unless absolute.
+    "journal": "journal.jsonl",
     # dotenv file with secrets, relative to root unless absolute; loaded without overriding.
     "env_file": ".env",
     # Per-check timeouts in seconds.

@@ -1,0 +1,200 @@
+"""Git state for the guardrails: pure parsers over git's own output, plus thin readers.
+
+Parsers take the text git prints (`status --porcelain=v2 --branch -z`, `log` with a fixed
+format) and return plain data; the readers run git through the invoke Context.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from invoke.context import Context
+
+# Layers whose apply can never use the working tree: ArgoCD deploys what is pushed, nothing else.
+NO_DIRTY_OVERRIDE: frozenset[str] = frozenset({"argocd"})
+# Dirty files named in a refusal; the rest are counted.
+SHOWN_FILES = 3
+# Keeps `git status` from taking the index lock (other git commands may run at the same time).
+GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+
+
+@dataclass(frozen=True)
+class GitStatus:
+    """What `git status --porcelain=v2 --branch` says about HEAD and the working tree."""
+
+    oid: str | None  # None before the first commit
+    branch: str | None  # None when HEAD is detached
+    upstream: str | None
+    ahead: int = 0
+    behind: int = 0
+    changed: tuple[str, ...] = ()  # modified, staged, deleted, renamed (both names), untracked, conflicted
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The guard's decision for one layer; `problems` empty means the apply may go ahead."""
+
+    layer: str
+    dirty_files: tuple[str, ...] = ()
+    upstream_problem: str = ""
+    fixes: tuple[str, ...] = field(default=())
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.dirty_files)
+
+    @property
+    def clean(self) -> bool:
+        return not self.dirty_files and not self.upstream_problem
+
+
+def parse_status(text: str) -> GitStatus:
+    """Parse `git status --porcelain=v2 --branch -z --untracked-files=all` output."""
+    oid: str | None = None
+    branch: str | None = None
+    upstream: str | None = None
+    ahead = behind = 0
+    changed: list[str] = []
+    records = text.split("\0")
+    index = 0
+    while index < len(records):
+        record = records[index]
+        index += 1
+        if not record:
+            continue
+        if record.startswith("# "):
+            key, _, value = record[2:].partition(" ")
+            if key == "branch.oid":
+                oid = None if value == "(initial)" else value
+            elif key == "branch.head":
+                branch = None if value == "(detached)" else value
+            elif key == "branch.upstream":
+                upstream = value
+            elif key == "branch.ab":
+                a, _, b = value.partition(" ")
+                ahead, behind = int(a.lstrip("+")), int(b.lstrip("-"))
+            continue
+        kind = record[0]
+        if kind == "1":
+            changed.append(record.split(" ", 8)[8])
+        elif kind == "2":
+            changed.append(record.split(" ", 9)[9])
+            if index < len(records):  # -z: the original path is the next record
+                changed.append(records[index])
+                index += 1
+        elif kind == "u":
+            changed.append(record.split(" ", 10)[10])
+        elif kind == "?":
+            changed.append(record[2:])
+        # "!" (ignored) is not a change
+    return GitStatus(oid, branch, upstream, ahead, behind, tuple(dict.fromkeys(changed)))
+
+
+def path_in(path: str, prefixes: Iterable[str]) -> bool:
+    """Whether a repo-relative path belongs to one of a layer's `paths` ("roles/" or "ansible.cfg")."""
+    for prefix in prefixes:
+        if prefix.endswith("/"):
+            if path.startswith(prefix) or path == prefix.rstrip("/"):
+                return True
+        elif path == prefix or path.startswith(prefix + "/"):
+            return True
+    return False
+
+
+def upstream_problem(status: GitStatus) -> tuple[str, str]:  # noqa: PLR0911  # one case per state
+    """(what is wrong, how to fix it) about HEAD versus its upstream; ("", "") when HEAD is pushed."""
+    short = (status.oid or "")[:12]
+    if status.oid is None:
+        return "the repository has no commit yet", "commit and push the layer's files"
+    if status.branch is None:
+        return (
+            f"HEAD is detached at {short}, so it has no upstream",
+            "check out the pushed branch",
+        )
+    if status.upstream is None:
+        return (
+            f"branch {status.branch} has no upstream, so HEAD {short} is not known to be pushed",
+            f"push it with `git push -u origin {status.branch}`",
+        )
+    if status.ahead and status.behind:
+        return (
+            f"HEAD {short} has diverged from {status.upstream} ({status.ahead} ahead, {status.behind} behind)",
+            "rebase or merge, then push",
+        )
+    if status.ahead:
+        return (
+            f"HEAD {short} is {_commits(status.ahead)} ahead of {status.upstream}",
+            "push first (`git push`)",
+        )
+    if status.behind:
+        return (
+            f"HEAD {short} is {_commits(status.behind)} behind {status.upstream}",
+            "pull first (`git pull --ff-only`)",
+        )
+    return "", ""
+
+
+def _commits(n: int) -> str:
+    return f"{n} commit" if n == 1 else f"{n} commits"
+
+
+def evaluate(layer: str, paths: Sequence[str], status: GitStatus) -> Verdict:
+    """Decide the guard for one layer: its own dirty files count, files elsewhere do not."""
+    dirty = tuple(path for path in status.changed if path_in(path, paths))
+    problem, fix = upstream_problem(status)
+    fixes = (("commit and push them",) if dirty else ()) + ((fix,) if fix else ())
+    return Verdict(layer, dirty, problem, fixes)
+
+
+def describe(verdict: Verdict) -> str:
+    """What is wrong, e.g. "uncommitted changes in roles/a.yml; HEAD abc is 1 commit ahead of origin/main"."""
+    parts: list[str] = []
+    if verdict.dirty_files:
+        shown = ", ".join(verdict.dirty_files[:SHOWN_FILES])
+        more = len(verdict.dirty_files) - SHOWN_FILES
+        shown += f" (+{more} more)" if more > 0 else ""
+        parts.append(f"uncommitted changes in {shown}")
+    if verdict.upstream_problem:
+        parts.append(verdict.upstream_problem)
+    return "; ".join(parts)
+
+
+def refusal(verdict: Verdict, *, overridable: bool) -> str:
+    """One actionable sentence for a refused apply."""
+    fix = " and ".join(dict.fromkeys(verdict.fixes))
+    if overridable:
+        tail = f"{fix}, or re-run with --allow-dirty to apply the working tree anyway (the override is journaled)"
+    else:
+        tail = f"ArgoCD deploys only pushed commits, so {fix}" if verdict.layer == "argocd" else fix
+    return f"Refusing to apply {verdict.layer}: {describe(verdict)}; {tail}."
+
+
+# ---- readers (git through the invoke Context) -------------------------------------------------
+
+
+def git(c: Context, root: Path, args: str) -> tuple[int, str, str]:
+    """Run `git -C ROOT ARGS` quietly through the Context; (exit code, stdout, stderr).
+
+    `c.run` directly rather than `shell.run`: the latter passes explicit output streams, and
+    invoke lets an explicit stream override `hide`, so its output would reach the terminal.
+    git's output here is data for the parsers, never for the operator.
+    """
+    result = c.run(f"git -C {shlex.quote(str(root))} {args}", env=GIT_ENV, hide=True, warn=True, in_stream=False)
+    assert result is not None  # not disowned
+    return int(result.exited), result.stdout, result.stderr
+
+
+def read_status(c: Context, root: Path) -> GitStatus:
+    """The repository's status; a directory that is not a git work tree stops with one sentence."""
+    code, out, err = git(c, root, "status --porcelain=v2 --branch -z --untracked-files=all")
+    if code != 0:
+        from blumeops_tasks.console import fail
+
+        reason = (err.strip().splitlines() or ["git status failed"])[-1]
+        fail(
+            f"Cannot read the git state of {root} ({reason}); run from a clone of the repo or set blumeops.root to one."
+        )
+    return parse_status(out)
