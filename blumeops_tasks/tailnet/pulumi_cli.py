@@ -1,0 +1,186 @@
+"""The pulumi CLI as this layer calls it: command lines, environment, exit-code meanings, project files.
+
+Every command runs against one project directory and one stack, never the operator's "current"
+stack: `pulumi <verb> ... --cwd <dir> --stack <stack> --non-interactive`. Secrets never appear on a
+command line: the Tailscale credentials and the passphrase are already in the environment (from the
+shell or `.env`), and `env_for` adds only non-secret settings (backend URL, interpreter).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_BACKEND = "file://./.pulumi-state"
+# Exit codes with distinct meanings arrived in this CLI version; before it, every error is 255.
+EXIT_CODES_SINCE = (3, 226, 0)
+
+EXIT_MEANINGS: dict[int, str] = {
+    0: "success",
+    1: "generic failure",
+    2: "configuration or validation error (bad config, or --yes missing when non-interactive)",
+    3: "authentication failed (backend login or cloud credentials)",
+    4: "resource error: the provider or deployment failed (see the messages above)",
+    5: "policy violation",
+    6: "stack not found (create it with `inv tailnet.init`)",
+    7: "changes pending with --expect-no-changes",
+    8: "cancelled",
+    9: "timed out",
+    255: "internal error (CLIs older than 3.226 return 255 for every error)",
+}
+
+
+def exit_meaning(code: int) -> str:
+    return EXIT_MEANINGS.get(code, "unknown exit code")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The project and stack every command runs against."""
+
+    tool: str  # the CLI to run, normally "pulumi"
+    project_dir: Path
+    stack: str
+    backend_url: str
+    python: str  # interpreter for the program (the project's environment)
+
+    def command(self, *words: str) -> str:
+        """`pulumi WORDS --cwd DIR --stack STACK --non-interactive`, shell-quoted."""
+        parts = [self.tool, *words, "--cwd", str(self.project_dir), "--stack", self.stack, "--non-interactive"]
+        return shlex.join(parts)
+
+
+def preview_command(target: Target) -> str:
+    return target.command("preview", "--json")
+
+
+def up_command(target: Target) -> str:
+    # The operator confirmed the preview the task showed; pulumi need not preview again.
+    return target.command("up", "--yes", "--skip-preview")
+
+
+def init_command(target: Target) -> str:
+    return target.command("stack", "init", "--secrets-provider", "passphrase")
+
+
+def stack_ls_command(target: Target) -> str:
+    return shlex.join([target.tool, "stack", "ls", "--json", "--cwd", str(target.project_dir), "--non-interactive"])
+
+
+def version_command(target: Target) -> str:
+    return shlex.join([target.tool, "version"])
+
+
+def whoami_command(target: Target) -> str:
+    return shlex.join([target.tool, "whoami", "--non-interactive"])
+
+
+def env_for(target: Target) -> dict[str, str]:
+    """Non-secret environment for every pulumi run (secrets are inherited, never passed here)."""
+    return {
+        "PULUMI_BACKEND_URL": target.backend_url,
+        "PULUMI_PYTHON_CMD": target.python,
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+    }
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    match = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+# --- project files ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    backend_url: str  # as written in Pulumi.yaml ("" when absent)
+
+
+def _yaml(path: Path) -> Any:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def read_project(project_dir: Path) -> Project:
+    data = _yaml(project_dir / "Pulumi.yaml") or {}
+    backend = data.get("backend") or {}
+    return Project(str(data.get("name", "")), str(backend.get("url", "")) if isinstance(backend, dict) else "")
+
+
+def stack_config(project_dir: Path, stack: str) -> dict[str, Any]:
+    """The `config:` mapping of Pulumi.<stack>.yaml (empty when the file has none)."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    data = _yaml(path) if path.is_file() else None
+    config = (data or {}).get("config") or {}
+    return dict(config) if isinstance(config, dict) else {}
+
+
+def resolve_backend(configured: str, environ: Mapping[str, str], project: Project, project_dir: Path) -> str:
+    """Setting > PULUMI_BACKEND_URL > Pulumi.yaml > default; a relative file:// path is made absolute."""
+    url = configured or environ.get("PULUMI_BACKEND_URL", "") or project.backend_url or DEFAULT_BACKEND
+    path = file_backend_path(url, project_dir)
+    return f"file://{path}" if path is not None else url
+
+
+def file_backend_path(url: str, project_dir: Path) -> Path | None:
+    """The directory of a file:// backend (relative paths from the project directory), else None."""
+    if not url.startswith("file://"):
+        return None
+    raw = Path(url.removeprefix("file://")).expanduser()
+    return raw if raw.is_absolute() else (project_dir / raw).resolve()
+
+
+def stack_state_files(backend_dir: Path, project: str, stack: str) -> list[Path]:
+    """Where a DIY backend keeps a stack's state (project-scoped layout, then the legacy one)."""
+    stacks = backend_dir / ".pulumi" / "stacks"
+    return [stacks / project / f"{stack}{ext}" for ext in (".json", ".json.gz")] + [
+        stacks / f"{stack}{ext}" for ext in (".json", ".json.gz")
+    ]
+
+
+def credential_problem(environ: Mapping[str, str]) -> str:
+    """'' when Tailscale credentials are usable, else what is wrong (names only, never values)."""
+    has_key = bool(environ.get("TAILSCALE_API_KEY"))
+    oauth = [name for name in ("TAILSCALE_OAUTH_CLIENT_ID", "TAILSCALE_OAUTH_CLIENT_SECRET") if environ.get(name)]
+    problems: list[str] = []
+    if has_key and oauth:
+        problems.append(f"both TAILSCALE_API_KEY and {', '.join(oauth)} are set; the provider takes one kind")
+    elif len(oauth) == 1:
+        missing = ({"TAILSCALE_OAUTH_CLIENT_ID", "TAILSCALE_OAUTH_CLIENT_SECRET"} - set(oauth)).pop()
+        problems.append(f"{oauth[0]} is set but {missing} is not")
+    elif not has_key and not oauth:
+        problems.append(
+            "neither TAILSCALE_OAUTH_CLIENT_ID + TAILSCALE_OAUTH_CLIENT_SECRET nor TAILSCALE_API_KEY is set"
+        )
+    if not environ.get("TAILSCALE_TAILNET"):
+        problems.append("TAILSCALE_TAILNET is not set")
+    return "; ".join(problems)
+
+
+def credential_kind(environ: Mapping[str, str]) -> str:
+    return "API key" if environ.get("TAILSCALE_API_KEY") else "OAuth client"
+
+
+def passphrase_problem(environ: Mapping[str, str]) -> str:
+    """'' when the passphrase secrets provider can run non-interactively (an empty passphrase counts)."""
+    if "PULUMI_CONFIG_PASSPHRASE" in environ:
+        return ""
+    path = environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+    if path:
+        if Path(path).expanduser().is_file():
+            return ""
+        return f"PULUMI_CONFIG_PASSPHRASE_FILE names {path}, which does not exist"
+    return "neither PULUMI_CONFIG_PASSPHRASE nor PULUMI_CONFIG_PASSPHRASE_FILE is set"
+
+
+def default_python() -> str:
+    return os.environ.get("PULUMI_PYTHON_CMD") or sys.executable
