@@ -62,8 +62,8 @@ def make_mocks() -> Any:
                     "addresses": ["100.64.0.1"],
                     "tags": [],
                 }
-                return device, None
-            return {}, None
+                return device, []
+            return {}, []
 
     return RecordingMocks()
 
