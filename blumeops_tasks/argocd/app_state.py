@@ -1,0 +1,305 @@
+"""Pure decisions over Application objects (plain dicts as the Kubernetes API returns them).
+
+Phases, health, the out-of-sync resource list, refresh completion, the sync operation patch,
+and the verdict on a running sync. No I/O here: the tasks gather objects and call these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from blumeops_tasks.plan import Change, TargetPlan
+
+FINAL_PHASES = frozenset({"Succeeded", "Failed", "Error"})
+REFRESH_ANNOTATION = "argocd.argoproj.io/refresh"
+FULL_SHA_LENGTH = 40
+
+
+def _get(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _s(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    kind: str
+    namespace: str
+    name: str
+    status: str = ""
+    health: str = ""
+    message: str = ""
+    requires_pruning: bool = False
+
+    @property
+    def ref(self) -> str:
+        kind = f"{self.kind}.{self.group}" if self.group else self.kind
+        return f"{kind}/{self.namespace}/{self.name}" if self.namespace else f"{kind}/{self.name}"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Resource:
+        health = data.get("health")
+        return cls(
+            group=_s(data.get("group")),
+            kind=_s(data.get("kind")),
+            namespace=_s(data.get("namespace")),
+            name=_s(data.get("name")),
+            status=_s(data.get("status")),
+            health=_s(_get(health, "status")) if isinstance(health, Mapping) else "",
+            message=_s(data.get("message") or _get(health, "message")),
+            requires_pruning=bool(data.get("requiresPruning")),
+        )
+
+
+@dataclass(frozen=True)
+class AppView:
+    """What the tasks show about one live Application."""
+
+    name: str
+    sync_status: str
+    sync_revision: str
+    health: str
+    health_message: str
+    phase: str
+    phase_message: str
+    operation_pending: bool
+    started_at: str
+    finished_at: str
+    reconciled_at: str
+    target_revision: str
+    automated: bool
+    conditions: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def busy(self) -> bool:
+        """An operation is requested or running: a new sync must not be started."""
+        return self.operation_pending or self.phase in ("Running", "Terminating")
+
+
+def view(app: Mapping[str, Any]) -> AppView:
+    status = app.get("status") or {}
+    op = status.get("operationState") or {}
+    conditions = tuple(
+        (_s(c.get("type")), _s(c.get("message"))) for c in status.get("conditions") or [] if isinstance(c, Mapping)
+    )
+    return AppView(
+        name=_s(_get(app, "metadata", "name")),
+        sync_status=_s(_get(status, "sync", "status")) or "Unknown",
+        sync_revision=_s(_get(status, "sync", "revision")),
+        health=_s(_get(status, "health", "status")) or "Unknown",
+        health_message=_s(_get(status, "health", "message")),
+        phase=_s(op.get("phase")),
+        phase_message=_s(op.get("message")),
+        operation_pending=bool(app.get("operation")),
+        started_at=_s(op.get("startedAt")),
+        finished_at=_s(op.get("finishedAt")),
+        reconciled_at=_s(status.get("reconciledAt")),
+        target_revision=_s(_get(app, "spec", "source", "targetRevision")),
+        automated=bool(_get(app, "spec", "syncPolicy", "automated")),
+        conditions=conditions,
+    )
+
+
+def revision_vs_head(deployed: str, head: str) -> str:
+    """Deployed revision against local HEAD, for the status table."""
+    if not deployed:
+        return "-"
+    short = deployed[:8]
+    if not head:
+        return short
+    return f"{short} (= HEAD)" if deployed == head else f"{short} (HEAD {head[:8]})"
+
+
+def status_row(app: AppView, head: str) -> dict[str, Any]:
+    return {
+        "app": app.name,
+        "sync": app.sync_status,
+        "health": app.health,
+        "revision": app.sync_revision,
+        "head": head,
+        "at_head": bool(head) and app.sync_revision == head,
+        "operation": ("Requested" if app.operation_pending and not app.phase else app.phase) or "",
+        "auto_sync": app.automated,
+        "conditions": [{"type": t, "message": m} for t, m in app.conditions],
+    }
+
+
+# --- diff -----------------------------------------------------------------------------------
+
+
+def resources(app: Mapping[str, Any]) -> list[Resource]:
+    return [Resource.from_dict(r) for r in _get(app, "status", "resources") or [] if isinstance(r, Mapping)]
+
+
+def out_of_sync(app: Mapping[str, Any]) -> list[Resource]:
+    """Resources ArgoCD would touch: OutOfSync ones and those that would be pruned."""
+    return [r for r in resources(app) if r.status == "OutOfSync" or r.requires_pruning]
+
+
+def changes(app: Mapping[str, Any]) -> TargetPlan:
+    """The app's pending changes in the shared plan model."""
+    found: list[Change] = []
+    for res in out_of_sync(app):
+        if res.requires_pruning:
+            found.append(Change("delete", res.ref, detail="would be pruned (needs --prune)"))
+        elif res.health == "Missing":
+            found.append(Change("create", res.ref, detail="missing in the cluster"))
+        else:
+            found.append(Change("update", res.ref, detail="out of sync"))
+    return TargetPlan(_s(_get(app, "metadata", "name")), tuple(found))
+
+
+def diff_document(app: Mapping[str, Any]) -> dict[str, Any]:
+    v = view(app)
+    items = out_of_sync(app)
+    return {
+        "app": v.name,
+        "sync": v.sync_status,
+        "health": v.health,
+        "revision": v.sync_revision,
+        "compared_at": v.reconciled_at,
+        "out_of_sync": [r.ref for r in items if not r.requires_pruning],
+        "to_prune": [r.ref for r in items if r.requires_pruning],
+        "conditions": [{"type": t, "message": m} for t, m in v.conditions],
+    }
+
+
+def blocking_conditions(app: Mapping[str, Any]) -> list[str]:
+    """Conditions that make a diff meaningless (the comparison itself failed)."""
+    bad = ("ComparisonError", "InvalidSpecError", "UnknownError")
+    return [f"{t}: {m}" for t, m in view(app).conditions if t in bad]
+
+
+# --- refresh --------------------------------------------------------------------------------
+
+
+def refresh_patch(hard: bool = False) -> dict[str, Any]:
+    return {"metadata": {"annotations": {REFRESH_ANNOTATION: "hard" if hard else "normal"}}}
+
+
+def refresh_done(app: Mapping[str, Any], reconciled_before: str) -> bool:
+    """The controller removed the annotation and moved reconciledAt forward."""
+    annotations = _get(app, "metadata", "annotations") or {}
+    if REFRESH_ANNOTATION in annotations:
+        return False
+    after = _s(_get(app, "status", "reconciledAt"))
+    return bool(after) and after != reconciled_before
+
+
+# --- sync -----------------------------------------------------------------------------------
+
+
+def sync_patch(
+    resource_version: str,
+    *,
+    username: str,
+    revision: str = "",
+    prune: bool = False,
+    dry_run: bool = False,
+    reason: str = "",
+) -> dict[str, Any]:
+    """The merge patch that requests a sync, with resourceVersion as a precondition.
+
+    Mirrors what the argocd server does: `.operation` set, the previous operationState cleared.
+    """
+    if revision and len(revision) != FULL_SHA_LENGTH:
+        raise ValueError(f"revision must be a full {FULL_SHA_LENGTH}-character SHA, got {revision!r}")
+    operation: dict[str, Any] = {
+        "initiatedBy": {"username": username, "automated": False},
+        "sync": {
+            "revision": revision,
+            "prune": prune,
+            "dryRun": dry_run,
+            "syncStrategy": {"hook": {"force": False}},
+        },
+        "retry": {"limit": 0},
+    }
+    if reason:
+        operation["info"] = [{"name": "reason", "value": reason}]
+    return {
+        "metadata": {"resourceVersion": resource_version},
+        "operation": operation,
+        "status": {"operationState": None},
+    }
+
+
+Verdict = Literal["waiting", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    verdict: Verdict
+    summary: str
+    failures: tuple[str, ...] = ()
+
+
+def failing_resources(app: Mapping[str, Any]) -> list[str]:
+    """`ref: message` for every resource whose sync failed or whose health is Degraded."""
+    lines: list[str] = []
+    for raw in _get(app, "status", "operationState", "syncResult", "resources") or []:
+        if isinstance(raw, Mapping) and raw.get("status") == "SyncFailed":
+            res = Resource.from_dict(raw)
+            lines.append(f"{res.ref}: {res.message or 'sync failed'}")
+    for res in resources(app):
+        if res.health == "Degraded":
+            lines.append(f"{res.ref}: Degraded{': ' + res.message if res.message else ''}")
+    return lines
+
+
+def synced_resources(app: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Per-resource results of the last operation, for the final table."""
+    rows: list[dict[str, str]] = []
+    for raw in _get(app, "status", "operationState", "syncResult", "resources") or []:
+        if isinstance(raw, Mapping):
+            res = Resource.from_dict(raw)
+            rows.append({"resource": res.ref, "status": res.status, "message": res.message})
+    return rows
+
+
+def sync_verdict(app: Mapping[str, Any], *, dry_run: bool = False) -> SyncOutcome:  # noqa: PLR0911
+    """Where a requested sync stands, like `argocd app wait --sync --health`.
+
+    Finished = `.operation` gone, a final phase with finishedAt, and (for a real sync) the
+    app re-compared after it finished. Failed/Error or a Degraded app fail; Progressing waits.
+    """
+    v = view(app)
+    if v.operation_pending or v.phase not in FINAL_PHASES or not v.finished_at:
+        state = v.phase or ("Requested" if v.operation_pending else "Pending")
+        return SyncOutcome("waiting", f"operation {state}")
+    if v.phase in ("Failed", "Error"):
+        failures = failing_resources(app)
+        message = v.phase_message or "no message"
+        return SyncOutcome("failed", f"sync {v.phase}: {message}", tuple(failures))
+    if dry_run:
+        return SyncOutcome("succeeded", "dry run Succeeded: nothing was changed")
+    if not v.reconciled_at or v.reconciled_at < v.finished_at:
+        return SyncOutcome("waiting", "operation Succeeded, waiting for the app to be re-compared")
+    if v.health == "Degraded":
+        failures = failing_resources(app) or [f"{v.name}: {v.health_message or 'Degraded'}"]
+        return SyncOutcome("failed", "sync Succeeded but the app is Degraded", tuple(failures))
+    if v.sync_status != "Synced":
+        return SyncOutcome("waiting", f"operation Succeeded, app {v.sync_status}")
+    if v.health != "Healthy":
+        return SyncOutcome("waiting", f"Synced, health {v.health}")
+    return SyncOutcome("succeeded", f"Synced and Healthy at {v.sync_revision[:8] or 'unknown revision'}")
+
+
+def progress_line(app: Mapping[str, Any]) -> str:
+    """One line per watch event: phase, sync, health, operation message."""
+    v = view(app)
+    phase = v.phase or ("Requested" if v.operation_pending else "-")
+    line = f"{v.name}: phase {phase}, sync {v.sync_status}, health {v.health}"
+    return f"{line} - {v.phase_message}" if v.phase_message else line
+
+
+def condition_lines(conditions: Sequence[tuple[str, str]]) -> list[str]:
+    return [f"{t}: {m}" for t, m in conditions]

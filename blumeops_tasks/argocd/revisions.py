@@ -1,0 +1,61 @@
+"""Git facts the argocd tasks need, all through the invoke Context (`shell.run`)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from invoke.context import Context
+
+from blumeops_tasks import shell
+from blumeops_tasks.argocd.app_state import FULL_SHA_LENGTH
+
+
+class RevisionError(Exception):
+    """One sentence: which revision, what is wrong, how to fix it."""
+
+
+def _git(c: Context, repo: Path, args: str) -> tuple[int, str, str]:
+    result = shell.run(c, f"git -C {shlex.quote(str(repo))} {args}", hide=True, warn=True)
+    return int(result.exited), (result.stdout or "").strip(), (result.stderr or "").strip()
+
+
+def head(c: Context, repo: Path) -> str:
+    """Local HEAD as a full SHA, or '' outside a git repository."""
+    code, out, _ = _git(c, repo, "rev-parse HEAD")
+    return out if code == 0 else ""
+
+
+def expand(c: Context, repo: Path, revision: str) -> str:
+    """A full 40-character SHA for `revision` (short SHA, tag, branch); unknown ones are refused."""
+    code, out, _ = _git(c, repo, f"rev-parse --verify --quiet {shlex.quote(revision + '^{commit}')}")
+    if code != 0 or len(out) != FULL_SHA_LENGTH:
+        raise RevisionError(f"Revision {revision!r} is not a commit in this clone; check the SHA, or git fetch first.")
+    return out
+
+
+def remote_tip(c: Context, repo: Path, remote: str, branch: str) -> str:
+    code, out, err = _git(c, repo, f"ls-remote --exit-code {shlex.quote(remote)} refs/heads/{shlex.quote(branch)}")
+    if code != 0 or not out:
+        reason = err.splitlines()[-1] if err else f"no branch {branch!r} there"
+        raise RevisionError(
+            f"Cannot read {branch!r} from remote {remote!r} ({reason}); check the remote and your network."
+        )
+    return out.split()[0]
+
+
+def ensure_pushed(c: Context, repo: Path, sha: str, remote: str, branch: str) -> str:
+    """Refuse unless `sha` is on `remote`/`branch` (the branch ArgoCD reads). Returns the remote tip."""
+    tip = remote_tip(c, repo, remote, branch)
+    if tip == sha:
+        return tip
+    code, _, _ = _git(c, repo, f"cat-file -e {tip}^{{commit}}")
+    if code != 0:
+        _git(c, repo, f"fetch --quiet {shlex.quote(remote)} {shlex.quote(branch)}")
+    code, _, _ = _git(c, repo, f"merge-base --is-ancestor {sha} {tip}")
+    if code != 0:
+        raise RevisionError(
+            f"Commit {sha[:12]} is not on {remote}/{branch}, the branch ArgoCD reads, so it can never be "
+            f"deployed; git push {remote} {branch} first."
+        )
+    return tip
