@@ -172,6 +172,42 @@ def refusal(verdict: Verdict, *, overridable: bool) -> str:
     return f"Refusing to apply {verdict.layer}: {describe(verdict)}; {tail}."
 
 
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    author: str
+    date: str  # author date, ISO 8601
+    subject: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"sha": self.sha, "author": self.author, "date": self.date, "subject": self.subject}
+
+
+# `git log --format=` producing what `parse_log` reads: fields split by US, records by RS.
+LOG_FORMAT = "%H%x1f%an%x1f%aI%x1f%s%x1e"
+
+
+def parse_log(text: str) -> list[Commit]:
+    commits: list[Commit] = []
+    for raw in text.split("\x1e"):
+        record = raw.strip("\n")
+        if not record:
+            continue
+        fields = record.split("\x1f")
+        if len(fields) == 4:
+            commits.append(Commit(*fields))
+    return commits
+
+
+def parse_names(text: str) -> list[str]:
+    """`git diff --name-only -z` output -> paths."""
+    return [name for name in text.split("\0") if name]
+
+
+def pathspec(paths: Sequence[str]) -> str:
+    return " ".join(shlex.quote(path) for path in paths)
+
+
 # ---- readers (git through the invoke Context) -------------------------------------------------
 
 
@@ -198,3 +234,31 @@ def read_status(c: Context, root: Path) -> GitStatus:
             f"Cannot read the git state of {root} ({reason}); run from a clone of the repo or set blumeops.root to one."
         )
     return parse_status(out)
+
+
+def resolve(c: Context, root: Path, ref: str) -> str | None:
+    """The full SHA of a commit-ish, or None when it names no commit here."""
+    code, out, _err = git(c, root, f"rev-parse --verify --quiet {shlex.quote(ref + '^{commit}')}")
+    return out.strip() if code == 0 and out.strip() else None
+
+
+def log(c: Context, root: Path, revisions: str, paths: Sequence[str]) -> list[Commit]:
+    """Commits in `revisions` (e.g. "abc..HEAD") touching `paths`, newest first."""
+    code, out, err = git(c, root, f"log --no-renames --format={LOG_FORMAT} {revisions} -- {pathspec(paths)}")
+    if code != 0:
+        from blumeops_tasks.console import fail
+
+        reason = (err.strip().splitlines() or ["git log failed"])[-1]
+        fail(f"Cannot read the history of {root} ({reason}); check that the clone is complete.")
+    return parse_log(out)
+
+
+def changed_since(c: Context, root: Path, base: str) -> list[str]:
+    """Files that differ between commit `base` and HEAD (renames as delete + add)."""
+    code, out, err = git(c, root, f"diff --no-renames --name-only -z {shlex.quote(base)} HEAD --")
+    if code != 0:
+        from blumeops_tasks.console import fail
+
+        reason = (err.strip().splitlines() or ["git diff failed"])[-1]
+        fail(f"Cannot list the files changed since {base[:12]} ({reason}).")
+    return parse_names(out)

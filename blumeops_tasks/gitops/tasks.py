@@ -1,0 +1,331 @@
+"""Root tasks over the apply journal and git history: history, pending, affected, unlock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from blumeops_tasks import console, layers
+from blumeops_tasks.config import repo_root, state_dir
+from blumeops_tasks.gitops import git_state, journal
+from blumeops_tasks.layer import Layer
+from blumeops_tasks.tasking import task
+
+LAYER_HELP = "only this layer (default: all)"
+JSON_HELP = "print JSON instead of tables"
+SHOWN_COMMITS = 10
+RESULT_STYLE = {
+    "succeeded": "green",
+    "no-changes": "green",
+    "failed": "red",
+    "interrupted": "yellow",
+    "declined": "dim",
+    "refused": "magenta",
+}
+
+
+# ---- history ------------------------------------------------------------------------------------
+
+
+def plan_summary(counts: Mapping[str, int] | None) -> str:
+    if not counts:
+        return "-"
+    parts = [f"{n} {action}" for action, n in counts.items() if n]
+    return ", ".join(parts) if parts else "none"
+
+
+def git_summary(entry: Mapping[str, Any]) -> str:
+    if entry.get("allow_dirty_override"):
+        return "override"
+    return "dirty" if entry.get("dirty") else "clean"
+
+
+def history_rows(entries: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    rows = []
+    for entry in entries:
+        rows.append(
+            [
+                str(entry.get("time", "")),
+                str(entry.get("layer", "")),
+                str(entry.get("task", "")),
+                ",".join(str(t) for t in entry.get("targets") or []) or "-",
+                str(entry.get("result", "")),
+                str(entry.get("exit_code", "")),
+                str(entry.get("commit") or "-")[:12],
+                git_summary(entry),
+                f"{entry.get('user', '?')}@{entry.get('machine', '?')}",
+                f"{float(entry.get('duration_s') or 0):.1f}s",
+                plan_summary(entry.get("plan_counts")),
+                str(entry.get("message") or ""),
+            ]
+        )
+    return rows
+
+
+@task(
+    help={
+        "layer": LAYER_HELP,
+        "limit": "show at most this many entries, newest first (0: all; default 20)",
+        "json": JSON_HELP,
+    }
+)
+def history(c: Context, layer: str | None = None, limit: int = 20, json: bool = False) -> None:
+    """The apply journal, newest first: who applied what, from which commit, and how it ended."""
+    if layer:
+        layers.select(layer)
+    path = journal.journal_path(c)
+    entries, bad = journal.read(path)
+    chosen = journal.select(entries, layer, limit)
+    if json:
+        console.print_json({"journal": str(path), "skipped_lines": bad, "entries": chosen})
+        return
+    if bad:
+        console.note(f"{bad} unreadable line(s) in {path} skipped.")
+    if not chosen:
+        console.out(f"No applies journaled yet{f' for {layer}' if layer else ''} (journal: {path}).")
+        return
+    console.table(
+        "Apply history (newest first)",
+        ["time", "layer", "task", "targets", "result", "exit", "commit", "git", "by", "took", "plan", "message"],
+        history_rows(chosen),
+        [RESULT_STYLE.get(str(e.get("result"))) for e in chosen],
+    )
+
+
+# ---- pending ------------------------------------------------------------------------------------
+
+
+def pending_state(last: Mapping[str, Any] | None, known: bool, head: str | None, commits: int) -> str:
+    """never-applied / unknown-commit / up-to-date / pending."""
+    if last is None:
+        return "never-applied"
+    if not known:
+        return "unknown-commit"
+    if commits == 0 or last.get("commit") == head:
+        return "up-to-date"
+    return "pending"
+
+
+def pending_exit_code(states: Sequence[str]) -> int:
+    """0 every layer up to date, 2 something to apply, 1 a last-applied commit unknown here."""
+    if "unknown-commit" in states:
+        return 1
+    if any(state in {"pending", "never-applied"} for state in states):
+        return 2
+    return 0
+
+
+def _last_apply(entry: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    keys = ("time", "user", "machine", "task", "targets", "commit", "dirty", "allow_dirty_override", "result")
+    return {key: entry.get(key) for key in keys}
+
+
+def pending_report(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
+    root = repo_root(c)
+    entries, _bad = journal.read(journal.journal_path(c))
+    status = git_state.read_status(c, root)
+    report: list[dict[str, Any]] = []
+    for lay in selected:
+        last = journal.last_success(entries, lay.name)
+        commit = str(last["commit"]) if last else None
+        known = bool(commit and git_state.resolve(c, root, commit))
+        if status.oid is None:
+            commits: list[git_state.Commit] = []
+        elif last is None:
+            commits = git_state.log(c, root, "HEAD", lay.paths)
+        elif known:
+            commits = git_state.log(c, root, f"{commit}..HEAD", lay.paths)
+        else:
+            commits = []
+        report.append(
+            {
+                "layer": lay.name,
+                "state": pending_state(last, known, status.oid, len(commits)),
+                "last_apply": _last_apply(last),
+                "commits": [commit_.to_dict() for commit_ in commits],
+                "uncommitted": [p for p in status.changed if git_state.path_in(p, lay.paths)],
+                "apply": f"inv {lay.apply_task}",
+            }
+        )
+    return {"head": status.oid, "branch": status.branch, "layers": report}
+
+
+def _describe_last(last: Mapping[str, Any] | None) -> str:
+    if not last:
+        return "never applied"
+    dirty = " (dirty)" if last.get("dirty") or last.get("allow_dirty_override") else ""
+    return f"{str(last.get('commit'))[:12]}{dirty} {last.get('time')} by {last.get('user')}@{last.get('machine')}"
+
+
+@task(help={"layer": LAYER_HELP, "json": JSON_HELP})
+def pending(c: Context, layer: str | None = None, json: bool = False) -> None:
+    """Per layer, the commits touching its files since its last successful apply.
+
+    Exit 0 every layer up to date, 2 something to apply (or never applied), 1 error.
+    """
+    selected = layers.select(layer)
+    report = pending_report(c, selected)
+    states = [str(item["state"]) for item in report["layers"]]
+    if json:
+        console.print_json(report)
+    else:
+        rows = []
+        for item in report["layers"]:
+            count = len(item["commits"])
+            rows.append(
+                [
+                    item["layer"],
+                    item["state"],
+                    _describe_last(item["last_apply"]),
+                    str(count) if item["state"] != "unknown-commit" else "?",
+                    str(len(item["uncommitted"])),
+                ]
+            )
+        console.table("Pending per layer", ["layer", "state", "last apply", "commits", "uncommitted"], rows)
+        for item in report["layers"]:
+            _print_pending_detail(item)
+    code = pending_exit_code(states)
+    if code:
+        raise Exit(code=code)
+
+
+def _print_pending_detail(item: Mapping[str, Any]) -> None:
+    name, state, commits = item["layer"], item["state"], item["commits"]
+    if state == "unknown-commit":
+        commit = str((item["last_apply"] or {}).get("commit"))
+        console.out(
+            f"{name}: last applied commit {commit[:12]} is not in this clone; "
+            f"fetch it (`git fetch`) or apply again with `{item['apply']}`."
+        )
+        return
+    if commits:
+        title = "never applied; commits touching its files" if state == "never-applied" else "pending commits"
+        console.out(f"{name}: {title}:")
+        for commit in commits[:SHOWN_COMMITS]:
+            console.out(f"  {commit['sha'][:12]} {commit['date'][:10]} {commit['author']}: {commit['subject']}")
+        if len(commits) > SHOWN_COMMITS:
+            console.out(f"  ... {len(commits) - SHOWN_COMMITS} more (--json lists all)")
+        if state == "pending":
+            since = str((item["last_apply"] or {}).get("commit"))[:12]
+            console.out(f"  targets and commands: inv affected --since={since}")
+    if item["uncommitted"]:
+        shown = ", ".join(item["uncommitted"][:3])
+        more = len(item["uncommitted"]) - 3
+        console.out(f"{name}: uncommitted changes in {shown}{f' (+{more} more)' if more > 0 else ''}")
+
+
+# ---- affected -----------------------------------------------------------------------------------
+
+
+def affected_report(c: Context, since: str) -> dict[str, Any]:
+    from blumeops_tasks.gitops import targets
+
+    root = repo_root(c)
+    base = git_state.resolve(c, root, since)
+    if base is None:
+        console.fail(
+            f"{since!r} names no commit in {root}; pass --since=REF with a commit, branch or tag "
+            f"(e.g. --since=HEAD~3 or --since=origin/main)."
+        )
+    committed = git_state.changed_since(c, root, base)
+    status = git_state.read_status(c, root)
+    uncommitted = set(status.changed)
+    infos = [targets.LayerInfo(lay.name, lay.paths, lay.apply_task) for lay in layers.all_layers()]
+    hits = targets.map_paths(
+        [*committed, *status.changed],
+        infos,
+        targets.read_hosts_index(root),
+        targets.read_argo_index(root),
+    )
+    files = [{**hit.to_dict(), "uncommitted": hit.path in uncommitted} for hit in hits]
+    return {
+        "since": since,
+        "base": base,
+        "head": status.oid,
+        "files": files,
+        "commands": targets.commands(hits, infos),
+    }
+
+
+def _target_label(item: Mapping[str, Any]) -> str:
+    kind, target = item["kind"], item["target"]
+    if kind == "role":
+        hosts = ",".join(item["hosts"]) or "no host"
+        return f"role {target} on {hosts}"
+    if kind == "host":
+        return f"host {target}" if not item["note"] else f"{item['note']}: {','.join(item['hosts'])}"
+    if kind == "app":
+        return f"app {target}"
+    if kind == "layer":
+        return "whole layer"
+    return "-"
+
+
+@task(
+    help={
+        "since": "git commit, branch or tag to compare HEAD and the work tree against (default HEAD~1)",
+        "json": JSON_HELP,
+    }
+)
+def affected(c: Context, since: str = "HEAD~1", json: bool = False) -> None:
+    """Files changed since a ref (plus uncommitted ones), mapped to layers, targets and apply commands."""
+    report = affected_report(c, since)
+    if json:
+        console.print_json(report)
+        return
+    files = report["files"]
+    if not files:
+        console.out(f"No files changed since {since} ({str(report['base'])[:12]}).")
+        return
+    owned = [item for item in files if item["layer"]]
+    rows = [
+        [
+            item["path"] + (" (uncommitted)" if item["uncommitted"] else ""),
+            item["layer"],
+            _target_label(item),
+            item["note"] if item["kind"] != "host" else "",
+        ]
+        for item in owned
+    ]
+    if rows:
+        console.table(f"Changed since {since}", ["file", "layer", "target", "note"], rows)
+    if len(owned) < len(files):
+        console.note(f"{len(files) - len(owned)} changed file(s) belong to no layer (--json lists them).")
+    commands = report["commands"]
+    if not commands:
+        console.out("No layer owns these files: nothing to apply.")
+        return
+    console.out("To apply them:")
+    for lines in commands.values():
+        for line in lines:
+            console.out(f"  {line}")
+    if any(item["uncommitted"] and item["layer"] for item in files):
+        console.note("Some files are uncommitted: commit and push them first (the apply guard refuses them).")
+
+
+# ---- unlock -------------------------------------------------------------------------------------
+
+
+@task(help={"layer": "the layer whose stale apply lock to clear"})
+def unlock(c: Context, layer: str) -> None:
+    """Clear a stale apply lock left by a dead apply (refuses while a live apply holds it)."""
+    from blumeops_tasks.gitops.lock import clear_stale
+
+    (lay,) = layers.select(layer)
+    status, holder = clear_stale(state_dir(c), lay.name)
+    if status == "busy":
+        who = holder.describe() if holder else "another process"
+        console.fail(f"The {lay.name} apply lock is held by a running apply ({who}); it is not stale, wait for it.")
+    if status == "free":
+        console.out(f"No stale {lay.name} apply lock: nothing to clear.")
+        return
+    who = holder.describe() if holder else "an unknown holder"
+    console.out(f"Cleared the stale {lay.name} apply lock left by {who}.")
+
+
+ROOT_TASKS = (history, pending, affected, unlock)
