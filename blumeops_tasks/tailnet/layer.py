@@ -1,32 +1,51 @@
-"""The tailnet layer: not built yet. Every check and plan row says so plainly."""
+"""The tailnet layer: Tailscale ACLs, device tags and DNS through Pulumi (pulumi/)."""
 
 from __future__ import annotations
 
 from invoke.collection import Collection
-from invoke.context import Context
 
 from blumeops_tasks.layer import Layer
-from blumeops_tasks.plan import LayerPlan
-from blumeops_tasks.preflight import CheckSpec, warn
+from blumeops_tasks.tailnet import checks, tasks
 
 NAME = "tailnet"
 
-
-def _not_built(_c: Context) -> list[CheckSpec]:
-    return [CheckSpec(NAME, "layer", lambda: warn("layer not built yet", "see the tailnet layer issue"))]
-
-
-def _plan(_c: Context) -> LayerPlan:
-    return LayerPlan(NAME, available=False, note="layer not built yet")
-
+DEFAULTS = {
+    # The Pulumi project directory and the stack every command runs against.
+    "dir": "pulumi",
+    "stack": "homelab",
+    # Backend URL; empty: PULUMI_BACKEND_URL, else Pulumi.yaml's (file://./.pulumi-state beside the program).
+    "backend_url": "",
+    # The CLI to run, and the interpreter pulumi runs the program with (empty: the one running inv).
+    "pulumi": "pulumi",
+    "python": "",
+    # Lockout guard: the policy's tests must keep this identity able to reach indri on these ports.
+    "operator": "operator@example.com",
+    "indri_tag": "tag:indri",
+    "indri_host": "indri",
+    "ports": {"22": "SSH", "443": "HTTPS", "6443": "Kubernetes API"},
+    # indri runs Tailscale SSH: port 22 also needs an ssh rule (accept or check) for the operator.
+    "tailscale_ssh": True,
+    # Seconds the program may take under the SDK's mocks in `inv check`.
+    "mock_timeout": 60.0,
+}
 
 LAYER = Layer(
     name=NAME,
     help="Tailscale ACLs, device tags and DNS through Pulumi",
-    collection=Collection(NAME),
+    collection=Collection(NAME, *tasks.TASKS),
     paths=("pulumi/",),
-    offline_checks=_not_built,
-    preflight_checks=_not_built,
-    plan=_plan,
+    offline_checks=checks.offline_checks,
+    preflight_checks=checks.preflight_checks,
+    plan=tasks.preview_plan,
     apply_task="tailnet.up",
+    defaults=DEFAULTS,
+    secret_env=("TAILSCALE_API_KEY", "TAILSCALE_OAUTH_CLIENT_SECRET", "PULUMI_CONFIG_PASSPHRASE"),
+    env=(
+        "TAILSCALE_OAUTH_CLIENT_ID",
+        "TAILSCALE_TAILNET",
+        "TAILSCALE_BASE_URL",
+        "PULUMI_BACKEND_URL",
+        "PULUMI_CONFIG_PASSPHRASE_FILE",
+        "PULUMI_ACCESS_TOKEN",
+    ),
 )

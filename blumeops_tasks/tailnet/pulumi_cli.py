@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from invoke.context import Context
+from invoke.runners import Result
+
 DEFAULT_BACKEND = "file://./.pulumi-state"
 # Exit codes with distinct meanings arrived in this CLI version; before it, every error is 255.
 EXIT_CODES_SINCE = (3, 226, 0)
@@ -184,3 +187,14 @@ def passphrase_problem(environ: Mapping[str, str]) -> str:
 
 def default_python() -> str:
     return os.environ.get("PULUMI_PYTHON_CMD") or sys.executable
+
+
+def capture(c: Context, command: str, env: Mapping[str, str] | None = None, timeout: float | None = None) -> Result:
+    """Run through the Context with output captured, not shown, and never raising on exit codes.
+
+    Not `shell.run(..., hide=True)`: invoke un-hides a stream whenever an out/err stream is
+    passed, and shell.run always passes its redacting streams, so its hidden output still prints.
+    """
+    result = c.run(command, env=dict(env or {}), hide=True, warn=True, in_stream=False, timeout=timeout)
+    assert result is not None  # warn=True returns a Result
+    return result
