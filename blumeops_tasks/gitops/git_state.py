@@ -145,8 +145,13 @@ def evaluate(layer: str, paths: Sequence[str], status: GitStatus) -> Verdict:
     """Decide the guard for one layer: its own dirty files count, files elsewhere do not."""
     dirty = tuple(path for path in status.changed if path_in(path, paths))
     problem, fix = upstream_problem(status)
-    fixes = (("commit and push them",) if dirty else ()) + ((fix,) if fix else ())
-    return Verdict(layer, dirty, problem, fixes)
+    if dirty and (not problem or (status.ahead and not status.behind)):
+        fix = "commit and push them"
+    elif dirty and status.oid and status.branch and status.upstream is None:
+        fix = f"commit them and push with `git push -u origin {status.branch}`"
+    elif dirty:
+        fix = f"commit them, then {fix}"
+    return Verdict(layer, dirty, problem, (fix,) if fix else ())
 
 
 def describe(verdict: Verdict) -> str:
@@ -164,7 +169,7 @@ def describe(verdict: Verdict) -> str:
 
 def refusal(verdict: Verdict, *, overridable: bool) -> str:
     """One actionable sentence for a refused apply."""
-    fix = " and ".join(dict.fromkeys(verdict.fixes))
+    fix = "; ".join(verdict.fixes)
     if overridable:
         tail = f"{fix}, or re-run with --allow-dirty to apply the working tree anyway (the override is journaled)"
     else:
