@@ -185,8 +185,21 @@ class ArgoApi:
 
     def resource_names(self) -> list[str]:
         """Resources served under argoproj.io/v1alpha1 (discovery); 404 means the CRDs are absent."""
-        result = self._call("discover argoproj.io/v1alpha1", self._objects.get_api_resources, GROUP, VERSION)
-        return [r.name for r in (result.resources or [])]
+        import json
+
+        # Raw JSON: discovery documents vary between servers more than the typed model tolerates.
+        response = self._call(
+            "discover argoproj.io/v1alpha1",
+            self._objects.get_api_resources,
+            GROUP,
+            VERSION,
+            _preload_content=False,
+        )
+        try:
+            document = json.loads(response.data or b"{}")
+        except ValueError:
+            raise ArgoApiError("The API server sent an unreadable discovery document for argoproj.io.") from None
+        return [str(r.get("name")) for r in document.get("resources") or [] if isinstance(r, Mapping)]
 
     def get(self, name: str) -> dict[str, Any] | None:
         """The live Application, or None when it does not exist."""

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from invoke.context import Context
 
-from blumeops_tasks import shell
 from blumeops_tasks.argocd.app_state import FULL_SHA_LENGTH
 
 
@@ -16,7 +15,10 @@ class RevisionError(Exception):
 
 
 def _git(c: Context, repo: Path, args: str) -> tuple[int, str, str]:
-    result = shell.run(c, f"git -C {shlex.quote(str(repo))} {args}", hide=True, warn=True)
+    # Through the Context like every command, but captured: shell.run always mirrors output to the
+    # terminal (its explicit streams override hide=True), and these are internal queries.
+    result = c.run(f"git -C {shlex.quote(str(repo))} {args}", hide=True, warn=True, in_stream=False)
+    assert result is not None
     return int(result.exited), (result.stdout or "").strip(), (result.stderr or "").strip()
 
 

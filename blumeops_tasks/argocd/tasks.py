@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from invoke.context import Context
@@ -209,17 +208,6 @@ def diff(c: Context, app: str | None = None, json: bool = False) -> None:
 # --- sync -----------------------------------------------------------------------------------
 
 
-def applying_guard(c: Context, app: str) -> AbstractContextManager[Any]:
-    """The GitOps apply guard (git state, lock, journal); absolute for argocd (no --allow-dirty)."""
-    try:
-        from blumeops_tasks.gitops.session import applying
-    except ImportError:  # the GitOps module has not landed in this checkout
-        return nullcontext(None)
-    from blumeops_tasks.argocd.layer import LAYER
-
-    return applying(c, LAYER, task="argocd.sync", targets=[app], allow_dirty=False)
-
-
 def deploy_revision(c: Context, revision: str | None) -> str:
     """The full SHA to deploy (given or HEAD), refused unless it is on the remote branch ArgoCD reads."""
     from blumeops_tasks.argocd import revisions
@@ -365,9 +353,12 @@ def sync(  # noqa: PLR0917  (invoke passes flags as parameters)
             return
         what = "dry-run sync" if dry_run else "sync"
         pinned = f" at {sha[:12]}" if revision else f" ({view.target_revision or 'target revision'})"
-        with applying_guard(c, name) as record:
-            if record is not None and hasattr(record, "set_plan"):
-                record.set_plan(plan)
+        from blumeops_tasks.argocd.layer import LAYER
+        from blumeops_tasks.gitops.session import applying
+
+        # The GitOps guard is absolute for argocd: ArgoCD deploys what is pushed, never the work tree.
+        with applying(c, LAYER, task="argocd.sync", targets=[name], allow_dirty=False) as record:
+            record.set_plan(plan)
             console.confirm(f"{what.capitalize()} {name}{pinned}?", yes=yes, action=f"{what} {name}")
             user = str(cfg(c, "username") or "") or f"{getpass.getuser()}@blumeops"
             latest = _guard(api.get, name) or obj
