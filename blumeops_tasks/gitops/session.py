@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import getpass
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from invoke.context import Context
@@ -112,6 +114,8 @@ class ApplySession:
         self.allow_dirty = allow_dirty
         self.record = ApplyRecord(layer.name, task, targets)
         self._lock: ApplyLock | None = None
+        self._sigint_seen = False
+        self._previous_sigint: Any = None
         self._started = time.monotonic()
         self._time = now_iso()
         self._user = current_user()
@@ -153,7 +157,30 @@ class ApplySession:
             self._journal("refused", 1, refused.message)
             console.fail(refused.message)
         self._lock = lock
+        self._watch_sigint()
         return record
+
+    def _watch_sigint(self) -> None:
+        """Remember a Ctrl-C even when invoke swallows it (it forwards ^C to the running tool and
+        returns the tool's failed result), so the journal says interrupted, not failed."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum: int, frame: FrameType | None) -> None:
+            self._sigint_seen = True
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+        self._previous_sigint = previous
+        signal.signal(signal.SIGINT, on_sigint)
+
+    def _restore_sigint(self) -> None:
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
 
     # -- exit ---------------------------------------------------------------------------------
 
@@ -163,9 +190,12 @@ class ApplySession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._restore_sigint()
         try:
             result, code, message = classify(exc, self.record.marked)
-            self._journal(result, code, self.record.message or message)
+            if self._sigint_seen and result in {"failed", "declined"}:
+                result, message = "interrupted", f"interrupted (Ctrl-C); {message}"
+            self._journal(result, code, "; ".join(m for m in (self.record.message, message) if m))
         finally:
             if self._lock is not None:
                 self._lock.release()

@@ -324,6 +324,54 @@ def test_sigint_to_a_running_apply_is_journaled_as_interrupted(repo: Repo, tmp_p
     assert not (repo.state / "locks" / "hosts.holder.json").exists()
 
 
+TOOL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from invoke.exceptions import Exit
+    from tests.gitops.helpers import TAILNET, make_context
+    from blumeops_tasks.gitops.session import applying
+
+    root, state, ready = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    c = make_context(root, state)
+    with applying(c, TAILNET, task="tailnet.up", targets=["homelab"]) as record:
+        record.note("applying 2 update")
+        ready.write_text("ready")
+        result = c.run("sleep 60", warn=True, hide=True, in_stream=False)
+        if result.exited:
+            raise Exit("pulumi up failed", code=result.exited)
+    """
+)
+
+
+def test_ctrl_c_while_the_tool_runs_is_interrupted_not_failed(repo: Repo, tmp_path: Path) -> None:
+    # invoke swallows the KeyboardInterrupt, forwards it, and returns the tool's failed result;
+    # the terminal's Ctrl-C reaches the whole process group, as killpg does here.
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TOOL_SCRIPT, str(repo.root), str(repo.state), str(ready)],
+        cwd=REPO,
+        env=git_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    for _ in range(600):
+        if ready.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert ready.exists(), proc.communicate()
+    time.sleep(0.2)  # let `sleep` start: not a timing assertion, only a head start for the signal
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    (entry,) = repo.journal()
+    assert entry["result"] == "interrupted"
+    assert entry["message"].startswith("applying 2 update; interrupted (Ctrl-C)")
+    assert entry["exit_code"] != 0
+
+
 def test_stale_lock_of_a_killed_apply_is_reported_not_broken(repo: Repo, tmp_path: Path) -> None:
     proc = _start_holder(repo, tmp_path)
     proc.kill()  # SIGKILL: no cleanup, the holder file stays
