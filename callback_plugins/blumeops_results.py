@@ -1,0 +1,161 @@
+"""Aggregate callback: per-task, per-host results and the recap, as one JSON file.
+
+Enabled in ansible.cfg (`callbacks_enabled`); it writes only when the environment variable
+BLUMEOPS_ANSIBLE_RESULTS names a file, so plain `ansible-playbook` runs are unaffected. The human
+output (the stdout callback) stays as it is. The `hosts` tasks read the file with
+`blumeops_tasks.hosts.callback_parse`.
+
+Document (version 1):
+  {"version": 1, "check_mode": bool, "playbooks": [...], "plays": [...],
+   "tasks": [{"play", "task", "role", "action", "host", "status", "changed", "handler",
+              "path", "diff", "msg", "ignore_errors"}],
+   "stats": {"HOST": {"ok", "failures", "unreachable", "changed", "skipped", "rescued", "ignored"}}}
+status is one of ok, changed, failed, skipped, unreachable. Results of no_log tasks carry no diff
+and no message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from ansible.playbook.handler import Handler
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = """
+    name: blumeops_results
+    type: aggregate
+    short_description: write per-task results and the recap as JSON for the blumeops tasks
+    description:
+      - Records, per task and host, whether it changed, failed, was skipped or unreachable,
+        with the diff when there is one, plus the per-host recap.
+      - Writes to the file named by the environment variable BLUMEOPS_ANSIBLE_RESULTS;
+        does nothing when it is unset.
+    requirements:
+      - enabled in ansible.cfg (callbacks_enabled)
+"""
+
+RESULTS_ENV = "BLUMEOPS_ANSIBLE_RESULTS"
+_MAX_MSG = 2000
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "blumeops_results"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._path = os.environ.get(RESULTS_ENV, "")
+        self._doc: dict[str, Any] = {
+            "version": 1,
+            "check_mode": False,
+            "playbooks": [],
+            "plays": [],
+            "tasks": [],
+            "stats": {},
+            "complete": False,
+        }
+        self._play = ""
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _write(self) -> None:
+        if not self._path:
+            return
+        directory = os.path.dirname(os.path.abspath(self._path))
+        fd, tmp = tempfile.mkstemp(prefix=".results-", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(self._doc, handle, default=str)
+        os.replace(tmp, self._path)
+
+    def _diff_text(self, result: dict[str, Any]) -> str:
+        diffs: list[Any] = []
+        if result.get("diff"):
+            diffs.append(result["diff"])
+        for item in result.get("results") or []:
+            if isinstance(item, dict) and item.get("diff") and item.get("changed"):
+                diffs.append(item["diff"])
+        text = ""
+        for diff in diffs:
+            try:
+                text += self._get_diff(diff) or ""
+            except Exception:  # a diff we cannot render must not break the run
+                continue
+        return text
+
+    @staticmethod
+    def _path_of(result: dict[str, Any]) -> str:
+        """The file a task manages: its result's dest/path, else the module arguments' (check mode)."""
+        candidates = [result]
+        candidates += [item for item in result.get("results") or [] if isinstance(item, dict) and item.get("changed")]
+        for data in candidates:
+            invocation = data.get("invocation") or {}
+            args = invocation.get("module_args") or {}
+            for source in (data, args):
+                for key in ("dest", "path"):
+                    value = source.get(key)
+                    if isinstance(value, str) and value:
+                        return value
+        return ""
+
+    def _record(self, result: Any, status: str, ignore_errors: bool = False) -> None:
+        task = result._task
+        data: dict[str, Any] = dict(result._result)
+        censored = bool(data.get("censored")) or bool(getattr(task, "no_log", False))
+        role = getattr(task, "_role", None)
+        changed = bool(data.get("changed")) and status in {"ok", "changed"}
+        if status == "ok" and changed:
+            status = "changed"
+        msg = "" if censored else str(data.get("msg") or data.get("stderr") or data.get("reason") or "")
+        self._doc["tasks"].append(
+            {
+                "play": self._play,
+                "task": task.get_name().strip(),
+                "role": role.get_name() if role is not None else "",
+                "action": str(task.action),
+                "host": result._host.get_name(),
+                "status": status,
+                "changed": changed,
+                "handler": isinstance(task, Handler),
+                "path": "" if censored else self._path_of(data),
+                "diff": "" if censored or status != "changed" else self._diff_text(data),
+                "msg": msg[:_MAX_MSG],
+                "ignore_errors": ignore_errors,
+            }
+        )
+        self._write()
+
+    # -- events ----------------------------------------------------------------------------
+    def v2_playbook_on_start(self, playbook: Any) -> None:
+        self._doc["playbooks"].append(str(getattr(playbook, "_file_name", "")))
+        try:
+            from ansible import context
+
+            self._doc["check_mode"] = bool(context.CLIARGS.get("check", False))
+        except Exception:
+            pass
+        self._write()
+
+    def v2_playbook_on_play_start(self, play: Any) -> None:
+        self._play = play.get_name().strip()
+        self._doc["plays"].append(self._play)
+
+    def v2_runner_on_ok(self, result: Any) -> None:
+        self._record(result, "ok")
+
+    def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
+        self._record(result, "failed", ignore_errors=ignore_errors)
+
+    def v2_runner_on_skipped(self, result: Any) -> None:
+        self._record(result, "skipped")
+
+    def v2_runner_on_unreachable(self, result: Any) -> None:
+        self._record(result, "unreachable")
+
+    def v2_playbook_on_stats(self, stats: Any) -> None:
+        self._doc["stats"] = {host: stats.summarize(host) for host in sorted(stats.processed)}
+        self._doc["complete"] = True
+        self._write()
