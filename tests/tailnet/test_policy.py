@@ -1,0 +1,206 @@
+"""The policy guard: HuJSON parsing, declared tags, lockout — on the shipped policy and broken variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from blumeops_tasks.tailnet import checks
+from blumeops_tasks.tailnet.policy import (
+    Lockout,
+    PolicyError,
+    lockout_problems,
+    parse_hujson,
+    pretty,
+    tags_used,
+    undeclared_tags,
+)
+from tests.tailnet.conftest import OPERATOR, SHIPPED
+
+LOCKOUT = Lockout(OPERATOR, ("tag:indri", "indri"))
+
+
+def shipped() -> str:
+    return (SHIPPED / "policy.hujson").read_text(encoding="utf-8")
+
+
+# --- HuJSON -------------------------------------------------------------------------------------
+
+
+def test_hujson_comments_and_trailing_commas() -> None:
+    text = '{\n  // line\n  "a": [1, 2,], /* block\n  spanning */ "b": {"c": "x // not a comment",},\n}\n'
+    assert parse_hujson(text) == {"a": [1, 2], "b": {"c": "x // not a comment"}}
+
+
+def test_hujson_keeps_escaped_quotes_and_slashes_in_strings() -> None:
+    assert parse_hujson('{"a": "say \\"hi\\" /* no */",}') == {"a": 'say "hi" /* no */'}
+
+
+def test_hujson_error_names_file_line_and_column() -> None:
+    text = '{\n  "groups": {\n    "group:a": ["x"]\n    "group:b": [],\n  },\n}\n'
+    with pytest.raises(PolicyError) as err:
+        parse_hujson(text, "policy.hujson")
+    assert str(err.value) == "policy.hujson:4:5: Expecting ',' delimiter"
+
+
+def test_hujson_unterminated_block_comment() -> None:
+    with pytest.raises(PolicyError, match=r"^p\.hujson:2:3: unterminated /\* comment$"):
+        parse_hujson('{\n  /* open\n"a": 1}', "p.hujson")
+
+
+def test_hujson_rejects_json5_extensions() -> None:
+    # Tailscale accepts HuJSON, not JSON5: unquoted keys are an error here too.
+    with pytest.raises(PolicyError, match=r"^policy\.hujson:1:2: Expecting property name"):
+        parse_hujson("{a: 1}")
+
+
+def test_hujson_must_be_an_object() -> None:
+    with pytest.raises(PolicyError, match="must be a JSON object, got list"):
+        parse_hujson("[1, 2]")
+
+
+def test_pretty_is_stable_two_space_json() -> None:
+    assert pretty({"b": [1], "a": "x"}) == '{\n  "b": [\n    1\n  ],\n  "a": "x"\n}\n'
+
+
+# --- shipped policy -----------------------------------------------------------------------------
+
+
+def test_shipped_policy_passes_every_check() -> None:
+    policy = parse_hujson(shipped())
+    assert undeclared_tags(policy) == []
+    assert lockout_problems(policy, LOCKOUT) == []
+    assert {"groups", "tagOwners", "grants", "ssh", "tests"} <= set(policy)
+
+
+def test_tags_used_covers_rules_tests_ssh_and_owner_values() -> None:
+    policy = parse_hujson(shipped())
+    used = tags_used(policy)
+    assert used["tag:indri"] == "grants"
+    assert used["tag:k8s-api"] == "grants"
+    assert used["tag:nas"] == "grants"
+    assert used["tag:k8s"] == "grants"
+
+
+# --- undeclared tags ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('"dst": ["tag:k8s-api"]', '"dst": ["tag:kube"]', "tag:kube (used in grants)"),
+        ('["tag:indri", "tag:homelab"]', '["tag:indri", "tag:servers"]', "tag:servers (used in ssh)"),
+        ('"accept": ["tag:k8s-api:6443"]', '"accept": ["tag:api:6443"]', "tag:api (used in tests)"),
+        ('"tag:k8s":     ["group:admins", "tag:k8s-api"]', '"tag:k8s": ["tag:ci"]', "tag:ci (used in tagOwners)"),
+    ],
+)
+def test_undefined_tag_is_named_with_its_section(old: str, new: str, expected: str) -> None:
+    text = shipped()
+    assert old in text
+    assert undeclared_tags(parse_hujson(text.replace(old, new))) == [expected]
+
+
+def test_device_tags_must_be_declared_too() -> None:
+    policy = parse_hujson(shipped())
+    assert undeclared_tags(policy, {"tag:printer": "devices.yaml devices.sifaka"}) == [
+        "tag:printer (used in devices.yaml devices.sifaka)"
+    ]
+
+
+def test_tags_outcome_message_names_the_file_to_fix(tmp_path: Path) -> None:
+    decl = checks.Declared(tmp_path / "policy.hujson", tmp_path / "devices.yaml", {"indri": ["tag:ghost"]}, {}, {})
+    outcome = checks.tags_outcome(parse_hujson(shipped()), decl, "policy.hujson")
+    assert outcome.status == "fail"
+    assert outcome.detail == "undeclared tag: tag:ghost (used in devices.yaml devices.indri)"
+    assert outcome.fix == "declare each in tagOwners in policy.hujson, or stop using it"
+
+
+def test_syntax_outcome_on_a_broken_policy() -> None:
+    broken = shipped().replace('"group:admins": ["operator@example.com"],', '"group:admins": ["operator@example.com"')
+    outcome = checks.syntax_outcome(broken, "policy.hujson")
+    assert outcome.status == "fail"
+    assert outcome.detail.startswith("policy.hujson:14:")
+    assert "line and column" in outcome.fix
+
+
+# --- lockout guard ------------------------------------------------------------------------------
+
+
+def test_dropping_ssh_from_the_tests_is_refused_with_the_path_named() -> None:
+    text = shipped().replace('"accept": ["tag:indri:22", "tag:indri:443"', '"accept": ["tag:indri:443"')
+    assert lockout_problems(parse_hujson(text), LOCKOUT) == [
+        "policy tests no longer guarantee operator@example.com → tag:indri:22 (SSH)"
+    ]
+
+
+def test_dropping_the_operator_test_names_every_path() -> None:
+    policy = parse_hujson(shipped())
+    policy["tests"] = [t for t in policy["tests"] if t["src"] != OPERATOR]
+    assert lockout_problems(policy, LOCKOUT) == [
+        "policy tests no longer guarantee operator@example.com → tag:indri:22 (SSH)",
+        "policy tests no longer guarantee operator@example.com → tag:indri:443 (HTTPS)",
+        "policy tests no longer guarantee operator@example.com → tag:indri:6443 (Kubernetes API)",
+    ]
+
+
+def test_a_test_that_denies_the_operator_is_refused() -> None:
+    policy = parse_hujson(shipped())
+    policy["tests"].append({"src": OPERATOR, "deny": ["tag:indri:6443"]})
+    assert lockout_problems(policy, LOCKOUT) == [
+        "policy tests deny operator@example.com → tag:indri:6443 (Kubernetes API)"
+    ]
+
+
+def test_tests_for_another_user_do_not_count() -> None:
+    policy = parse_hujson(shipped())
+    for test in policy["tests"]:
+        if test["src"] == OPERATOR:
+            test["src"] = "someone@example.com"
+    assert len(lockout_problems(policy, LOCKOUT)) == 3
+
+
+def test_indri_by_host_alias_counts() -> None:
+    policy = parse_hujson(shipped())
+    policy["tests"][0]["accept"] = ["indri:22", "indri:443", "indri:6443"]
+    assert lockout_problems(policy, LOCKOUT) == []
+
+
+def test_ssh_rule_removed_is_refused_when_indri_runs_tailscale_ssh() -> None:
+    policy = parse_hujson(shipped())
+    policy["ssh"] = [rule for rule in policy["ssh"] if "tag:indri" not in rule["dst"]]
+    assert lockout_problems(policy, LOCKOUT) == [
+        "no ssh rule (accept or check) lets operator@example.com in to tag:indri"
+    ]
+    assert lockout_problems(policy, Lockout(OPERATOR, ("tag:indri",), tailscale_ssh=False)) == []
+
+
+def test_ssh_rule_through_a_group_or_autogroup_counts() -> None:
+    policy = parse_hujson(shipped())
+    rule = next(r for r in policy["ssh"] if "tag:indri" in r["dst"])
+    rule["src"] = ["autogroup:member"]
+    assert lockout_problems(policy, LOCKOUT) == []
+    policy["groups"]["group:admins"] = ["someone@example.com"]
+    rule["src"] = ["group:admins"]
+    assert lockout_problems(policy, LOCKOUT) == [
+        "no ssh rule (accept or check) lets operator@example.com in to tag:indri"
+    ]
+
+
+def test_lockout_outcome_fix_shows_the_test_to_keep() -> None:
+    policy = parse_hujson(shipped())
+    policy["tests"] = []
+    outcome = checks.lockout_outcome(policy, LOCKOUT, "policy.hujson")
+    assert outcome.status == "fail"
+    assert outcome.fix.startswith(
+        'keep a test like {"src": "operator@example.com", '
+        '"accept": ["tag:indri:22", "tag:indri:443", "tag:indri:6443"]}'
+    )
+
+
+def test_required_ports_come_from_configuration() -> None:
+    policy = parse_hujson(shipped())
+    lockout = Lockout(OPERATOR, ("tag:indri",), ports={8443: "admin UI"}, tailscale_ssh=False)
+    assert lockout_problems(policy, lockout) == [
+        "policy tests no longer guarantee operator@example.com → tag:indri:8443 (admin UI)"
+    ]
