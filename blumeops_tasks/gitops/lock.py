@@ -96,7 +96,9 @@ def busy_message(layer: str, holder: Holder | None, path: Path) -> str:
 
 
 def stale_message(layer: str, holder: Holder, machine: str, path: Path) -> str:
-    if holder.machine == machine:
+    if holder.machine == machine and pid_alive(holder.pid):
+        why = f"its lock is no longer held (pid {holder.pid} on {machine} is now some other process)"
+    elif holder.machine == machine:
         why = f"its process {holder.pid} on {machine} is no longer running"
     else:
         why = f"it was taken on {holder.machine}, not this machine, and its lock is no longer held"

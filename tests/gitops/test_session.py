@@ -411,6 +411,21 @@ def test_clear_stale_refuses_while_a_live_apply_holds_it(repo: Repo, tmp_path: P
     assert clear_stale(repo.state, "hosts") == ("free", None)
 
 
+def test_stale_messages_name_why_and_the_clearing_command(tmp_path: Path) -> None:
+    from blumeops_tasks.gitops.lock import Holder, stale_message
+
+    path = tmp_path / "hosts.holder.json"
+    dead = Holder("erich", "indri", 999999, "T", "hosts.provision", "hosts")
+    assert stale_message("hosts", dead, "indri", path) == (
+        "Stale hosts apply lock left by erich@indri pid 999999 since T running hosts.provision: "
+        "its process 999999 on indri is no longer running; check what that apply left half-done, "
+        f"then clear it with `inv unlock --layer=hosts` (or `rm {path}`) and re-run."
+    )
+    reused = Holder("erich", "indri", os.getpid(), "T", "hosts.provision", "hosts")
+    assert "is now some other process" in stale_message("hosts", reused, "indri", path)
+    assert "taken on indri, not this machine" in stale_message("hosts", dead, "sifaka", path)
+
+
 def test_holder_file_is_removed_after_each_apply(repo: Repo) -> None:
     with applying(repo.context(), HOSTS, task="hosts.provision"):
         assert (repo.state / "locks" / "hosts.holder.json").exists()
