@@ -324,13 +324,16 @@ def sync(  # noqa: PLR0917  (invoke passes flags as parameters)
     prune: bool = False,
     dry_run: bool = False,
     revision: str | None = None,
-    timeout: float | None = None,
+    timeout: str | None = None,
     yes: bool = False,
 ) -> None:
     """Deploy an app: preflight, diff, confirm, sync, watch until Synced and Healthy. Exit 1 on failure."""
     local = resolve_app(c, app)
     name = local.name
-    wait = float(timeout if timeout is not None else cfg(c, "sync_timeout"))
+    try:
+        wait = float(timeout if timeout is not None else cfg(c, "sync_timeout"))
+    except ValueError:
+        console.fail(f"--timeout must be a number of seconds, not {timeout!r}.")
     sha = deploy_revision(c, revision)
     with connect(c) as api:
         preflight_api(api)

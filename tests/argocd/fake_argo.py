@@ -216,9 +216,7 @@ class FakeArgo:
 
     async def _patch(self, name: str, body: Mapping[str, Any]) -> None:
         path = f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/applications/{name}"
-        async with self.km.patch(
-            path, json=body, headers={"Content-Type": "application/merge-patch+json"}
-        ) as response:
+        async with self.km.patch(path, json=body, headers={"Content-Type": "application/merge-patch+json"}) as response:
             response.raise_for_status()
 
     def _now(self) -> str:

@@ -47,9 +47,7 @@ def expected_sync_patch(rv: str, *, revision: str = "", prune: bool = False, dry
 
 REFRESH = {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}
 RUNNING = {
-    "status": {
-        "operationState": {"phase": "Running", "message": "one or more tasks are running", "startedAt": "NOW"}
-    }
+    "status": {"operationState": {"phase": "Running", "message": "one or more tasks are running", "startedAt": "NOW"}}
 }
 
 
@@ -187,11 +185,13 @@ def test_degraded_after_success_fails(ctx: Context, fake: FakeArgo) -> None:
 def test_stuck_in_running_times_out(ctx: Context, fake: FakeArgo, tmp_path: Path) -> None:
     fake.put(out_of_sync_caddy())
     hook = {
-        "status": {"operationState": {"phase": "Running", "message": "waiting for completion of hook batch/Job/migrate"}}
+        "status": {
+            "operationState": {"phase": "Running", "message": "waiting for completion of hook batch/Job/migrate"}
+        }
     }
     fake.scripts["caddy"] = Script(on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]}, on_operation=[hook])
     with pytest.raises(Exit) as caught:
-        run_sync(ctx, timeout=1)
+        run_sync(ctx, timeout="1")
     assert caught.value.code == 1
     assert caught.value.message == (
         "Timed out after 1s waiting for 'caddy', stuck at operation Running: waiting for completion of hook "
@@ -318,13 +318,14 @@ def test_unpushed_head_is_refused_before_any_request(ctx: Context, fake: FakeArg
     assert fake.requests() == []
 
 
-def test_short_revision_is_expanded_and_dry_run_sets_dry_run(
-    ctx: Context, fake: FakeArgo, gitrepo: GitRepo
-) -> None:
+def test_short_revision_is_expanded_and_dry_run_sets_dry_run(ctx: Context, fake: FakeArgo, gitrepo: GitRepo) -> None:
     fake.put(out_of_sync_caddy())
     fake.scripts["caddy"] = Script(
         on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]},
-        on_operation=[RUNNING, finished("Succeeded", "successfully synced (dry run)", [{**DEPLOY, "status": "Synced"}])],
+        on_operation=[
+            RUNNING,
+            finished("Succeeded", "successfully synced (dry run)", [{**DEPLOY, "status": "Synced"}]),
+        ],
     )
     head = gitrepo.head()
     run_sync(ctx, revision=head[:7], dry_run=True, prune=True)
@@ -347,8 +348,7 @@ def test_no_terminal_without_yes_is_declined_after_the_diff(ctx: Context, fake: 
         run_sync(ctx, yes=False)
     assert caught.value.code == 1
     assert caught.value.message == (
-        "Refusing to sync caddy without confirmation: no terminal to ask on; read the plan above and re-run "
-        "with --yes."
+        "Refusing to sync caddy without confirmation: no terminal to ask on; read the plan above and re-run with --yes."
     )
     assert fake.patches("caddy") == [REFRESH]  # the refresh for the diff, never an operation
     assert journal(tmp_path)[-1]["result"] == "declined"
@@ -361,3 +361,10 @@ def test_already_synced_and_healthy_does_nothing(
     run_sync(ctx)
     assert fake.patches("caddy") == [REFRESH]
     assert "caddy: already Synced and Healthy at 00000000; nothing to sync." in capsys.readouterr().out
+
+
+def test_timeout_must_be_a_number(ctx: Context, fake: FakeArgo) -> None:
+    with pytest.raises(Exit) as caught:
+        run_sync(ctx, timeout="soon")
+    assert caught.value.message == "--timeout must be a number of seconds, not 'soon'."
+    assert fake.requests() == []

@@ -1,0 +1,170 @@
+"""Pure decisions over Application objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from blumeops_tasks.argocd import app_state
+from tests.argocd.fake_argo import application
+
+SHA = "c" * 40
+
+
+def done(
+    phase: str,
+    *,
+    health: str = "Healthy",
+    sync: str = "Synced",
+    reconciled: str = "2026-11-26T05:00:30Z",
+    results: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return application(
+        "caddy",
+        sync={"status": sync, "revision": SHA},
+        health={"status": health},
+        reconciledAt=reconciled,
+        operationState={
+            "phase": phase,
+            "message": f"{phase.lower()} message",
+            "finishedAt": "2026-11-26T05:00:20Z",
+            "syncResult": {"revision": SHA, "resources": results or []},
+        },
+        **extra,
+    )
+
+
+def test_sync_patch_is_exact() -> None:
+    assert app_state.sync_patch("42", username="op", revision=SHA, prune=True, dry_run=True, reason="why") == {
+        "metadata": {"resourceVersion": "42"},
+        "operation": {
+            "initiatedBy": {"username": "op", "automated": False},
+            "sync": {"revision": SHA, "prune": True, "dryRun": True, "syncStrategy": {"hook": {"force": False}}},
+            "retry": {"limit": 0},
+            "info": [{"name": "reason", "value": "why"}],
+        },
+        "status": {"operationState": None},
+    }
+
+
+def test_sync_patch_refuses_short_sha() -> None:
+    with pytest.raises(ValueError, match="full 40-character SHA"):
+        app_state.sync_patch("1", username="op", revision="abc1234")
+
+
+@pytest.mark.parametrize(
+    ("app", "verdict", "summary"),
+    [
+        (done("Succeeded"), "succeeded", f"Synced and Healthy at {SHA[:8]}"),
+        (done("Succeeded", health="Progressing"), "waiting", "Synced, health Progressing"),
+        (done("Succeeded", sync="OutOfSync"), "waiting", "operation Succeeded, app OutOfSync"),
+        (
+            done("Succeeded", reconciled="2026-11-26T05:00:10Z"),
+            "waiting",
+            "operation Succeeded, waiting for the app to be re-compared",
+        ),
+        (done("Succeeded", health="Degraded"), "failed", "sync Succeeded but the app is Degraded"),
+        (done("Failed"), "failed", "sync Failed: failed message"),
+        (done("Error"), "failed", "sync Error: error message"),
+        (application("caddy", operationState={"phase": "Running"}), "waiting", "operation Running"),
+        ({**done("Succeeded"), "operation": {"sync": {}}}, "waiting", "operation Succeeded"),
+        (application("caddy"), "waiting", "operation Pending"),
+    ],
+)
+def test_sync_verdict(app: dict[str, Any], verdict: str, summary: str) -> None:
+    outcome = app_state.sync_verdict(app)
+    assert (outcome.verdict, outcome.summary) == (verdict, summary)
+
+
+def test_dry_run_succeeds_on_phase_alone() -> None:
+    outcome = app_state.sync_verdict(done("Succeeded", health="Degraded", sync="OutOfSync"), dry_run=True)
+    assert (outcome.verdict, outcome.summary) == ("succeeded", "dry run Succeeded: nothing was changed")
+
+
+def test_failing_resources_from_sync_result_and_health() -> None:
+    app = done(
+        "Failed",
+        results=[
+            {
+                "group": "apps",
+                "kind": "Deployment",
+                "namespace": "caddy",
+                "name": "caddy",
+                "status": "SyncFailed",
+                "message": "invalid image",
+            },
+            {"group": "", "kind": "Service", "namespace": "caddy", "name": "caddy", "status": "Synced"},
+        ],
+        resources=[
+            {
+                "group": "",
+                "kind": "Pod",
+                "namespace": "caddy",
+                "name": "p",
+                "health": {"status": "Degraded", "message": "CrashLoopBackOff"},
+            }
+        ],
+    )
+    assert app_state.failing_resources(app) == [
+        "Deployment.apps/caddy/caddy: invalid image",
+        "Pod/caddy/p: Degraded: CrashLoopBackOff",
+    ]
+    assert app_state.sync_verdict(app).failures == tuple(app_state.failing_resources(app))
+
+
+def test_changes_classify_update_create_delete() -> None:
+    app = application(
+        "caddy",
+        resources=[
+            {"group": "apps", "kind": "Deployment", "namespace": "caddy", "name": "a", "status": "OutOfSync"},
+            {
+                "group": "",
+                "kind": "Service",
+                "namespace": "caddy",
+                "name": "b",
+                "status": "OutOfSync",
+                "health": {"status": "Missing"},
+            },
+            {
+                "group": "",
+                "kind": "ConfigMap",
+                "namespace": "caddy",
+                "name": "c",
+                "status": "OutOfSync",
+                "requiresPruning": True,
+            },
+            {"group": "", "kind": "ConfigMap", "namespace": "caddy", "name": "d", "status": "Synced"},
+            {"group": "", "kind": "Namespace", "name": "caddy", "status": "OutOfSync"},
+        ],
+    )
+    plan = app_state.changes(app)
+    assert plan.target == "caddy"
+    assert [(c.action, c.resource) for c in plan.changes] == [
+        ("update", "Deployment.apps/caddy/a"),
+        ("create", "Service/caddy/b"),
+        ("delete", "ConfigMap/caddy/c"),
+        ("update", "Namespace/caddy"),
+    ]
+
+
+def test_refresh_done_needs_annotation_gone_and_new_reconcile() -> None:
+    app = application("caddy", reconciledAt="2026-11-26T05:00:00Z")
+    app["metadata"]["annotations"] = {app_state.REFRESH_ANNOTATION: "normal"}
+    assert not app_state.refresh_done(app, "2026-11-26T05:00:00Z")
+    del app["metadata"]["annotations"][app_state.REFRESH_ANNOTATION]
+    assert not app_state.refresh_done(app, "2026-11-26T05:00:00Z")
+    app["status"]["reconciledAt"] = "2026-11-26T05:00:05Z"
+    assert app_state.refresh_done(app, "2026-11-26T05:00:00Z")
+    assert app_state.refresh_patch() == {"metadata": {"annotations": {app_state.REFRESH_ANNOTATION: "normal"}}}
+
+
+def test_busy_and_status_row() -> None:
+    assert app_state.view({**application("a"), "operation": {"sync": {}}}).busy
+    assert app_state.view(application("a", operationState={"phase": "Terminating"})).busy
+    assert not app_state.view(done("Succeeded")).busy
+    row = app_state.status_row(app_state.view(done("Succeeded")), SHA)
+    assert (row["revision"], row["at_head"], row["operation"]) == (SHA, True, "Succeeded")
+    assert app_state.revision_vs_head(SHA, "d" * 40) == "cccccccc (HEAD dddddddd)"
+    assert app_state.revision_vs_head("", SHA) == "-"

@@ -1,0 +1,118 @@
+"""The operator's entry points for real: `inv argocd.*` and `mise run argocd-sync` in subprocesses,
+talking to kmock over HTTP, with the repo root pointed at a pushed temporary clone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.argocd.conftest import GIT_IDENTITY, GitRepo
+from tests.argocd.fake_argo import FakeArgo, Script, application
+from tests.argocd.test_sync import DEPLOY, RUNNING, succeeded
+from tests.conftest import REPO, clean_environ, require_tool, run_inv
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def env(isolated_env: Path, gitrepo: GitRepo, kubeconfig: Path, tmp_path: Path) -> dict[str, str]:
+    return clean_environ(
+        isolated_env,
+        {
+            **GIT_IDENTITY,
+            "USER": "tester",
+            "INVOKE_BLUMEOPS_ROOT": str(gitrepo.root),
+            "INVOKE_BLUMEOPS_STATE_DIR": str(tmp_path / "state"),
+            "INVOKE_BLUMEOPS_ARGOCD_KUBECONFIG": str(kubeconfig),
+            "INVOKE_BLUMEOPS_ARGOCD_REFRESH_TIMEOUT": "5",
+            "INVOKE_BLUMEOPS_ARGOCD_SYNC_TIMEOUT": "10",
+        },
+    )
+
+
+def script_success(fake: FakeArgo) -> None:
+    fake.put(application("caddy", sync={"status": "OutOfSync"}, resources=[{**DEPLOY, "status": "OutOfSync"}]))
+    fake.scripts["caddy"] = Script(
+        on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]},
+        on_operation=[RUNNING, succeeded("Healthy")],
+    )
+
+
+def test_inv_sync_end_to_end(fake: FakeArgo, env: dict[str, str]) -> None:
+    script_success(fake)
+    result = run_inv("argocd.sync", "--app=caddy", "--yes", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "caddy: Synced and Healthy at ffffffff" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert len(fake.patches("caddy")) == 2
+    assert fake.seen_operations[0][1]["initiatedBy"] == {"username": "tester@blumeops", "automated": False}
+
+
+def test_inv_sync_without_terminal_refuses(fake: FakeArgo, env: dict[str, str]) -> None:
+    script_success(fake)
+    result = run_inv("argocd.sync", "--app=caddy", env=env)
+    assert result.returncode == 1
+    assert "Refusing to sync caddy without confirmation: no terminal to ask on" in result.stderr
+    assert fake.seen_operations == []
+
+
+def test_inv_diff_json_exit_2(fake: FakeArgo, env: dict[str, str]) -> None:
+    script_success(fake)
+    result = run_inv("argocd.diff", "--app=caddy", "--json", env=env)
+    assert result.returncode == 2, result.stderr
+    assert json.loads(result.stdout)["out_of_sync"] == ["Deployment.apps/caddy/caddy"]
+
+
+def test_inv_status_json(fake: FakeArgo, env: dict[str, str]) -> None:
+    fake.put(application("caddy"))
+    result = run_inv("argocd.status", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert [row["app"] for row in json.loads(result.stdout)["apps"]] == ["blumeops", "caddy", "homepage", "miniflux"]
+
+
+def test_every_flag_has_help() -> None:
+    result = run_inv("--help", "argocd.sync")
+    assert result.returncode == 0
+    for flag in ("--app", "--prune", "--dry-run", "--revision", "--timeout", "--yes"):
+        line = next(line for line in result.stdout.splitlines() if f"{flag}" in line)
+        assert line.split(flag, 1)[1].split(None, 1)[-1].strip(), f"{flag} has no help"
+
+
+def test_mise_argocd_sync_works_like_inv(fake: FakeArgo, env: dict[str, str], tmp_path: Path) -> None:
+    script_success(fake)
+    mise_env = dict(env)
+    mise_env.update(
+        {f"MISE_{d.upper()}_DIR": str(tmp_path / f"mise-{d}") for d in ("data", "state", "cache", "config")}
+    )
+    mise_env["MISE_DISABLE_TOOLS"] = ",".join(tomllib.loads((REPO / "mise.toml").read_text())["tools"])
+    mise_env["MISE_TRUSTED_CONFIG_PATHS"] = str(REPO)
+    result = subprocess.run(
+        [require_tool("mise"), "run", "argocd-sync", "--", "--app=caddy", "--yes"],
+        cwd=REPO,
+        env=mise_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "caddy: Synced and Healthy at ffffffff" in result.stdout
+    unknown = subprocess.run(
+        [require_tool("mise"), "run", "argocd-sync", "--", "--app=cady"],
+        cwd=REPO,
+        env=mise_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert unknown.returncode == 1
+    assert "No app named 'cady' in argocd/ (closest: caddy); known apps: blumeops, caddy, homepage, miniflux." in (
+        unknown.stderr
+    )
