@@ -64,6 +64,11 @@ def _guard_or_fail(c: Context, verb: str, show: bool = True) -> None:
         console.fail(refusal(results, verb))
 
 
+def describe_counts(plan: LayerPlan) -> str:
+    """'update 2, delete 1' for the actions that occur."""
+    return ", ".join(f"{action} {n}" for action, n in plan.counts().items() if n)
+
+
 @task(help={"json": JSON_HELP})
 def preview(c: Context, json: bool = False) -> None:
     """Preview tailnet changes with pulumi preview, after the policy guard. Exit 0 none, 2 changes, 1 error."""
@@ -104,9 +109,9 @@ def up(c: Context, yes: bool = False, allow_dirty: bool = False) -> None:
             record.mark("no-changes")
             console.out(f"Nothing to apply: the tailnet already matches pulumi/ (stack {target.stack}).")
             return
-        counts = ", ".join(f"{n} {action}" for action, n in plan.counts().items() if n)
+        counts = describe_counts(plan)
         console.confirm(
-            f"Apply {counts} to the tailnet (stack {target.stack})?",
+            f"Apply these changes ({counts}) to the tailnet (stack {target.stack})?",
             yes=yes,
             action=f"apply the tailnet stack {target.stack}",
         )
@@ -121,10 +126,10 @@ def up(c: Context, yes: bool = False, allow_dirty: bool = False) -> None:
         after = run_preview(c, target)
         record.note(f"applied {counts}")
         if after.error or after.has_changes:
-            left = after.error or ", ".join(f"{n} {a}" for a, n in after.counts().items() if n)
-            console.error(f"Applied {counts}, but the re-check does not show a clean tailnet: {left}.")
+            left = after.error or f"still pending: {describe_counts(after)}"
+            console.error(f"Applied changes ({counts}), but the re-check does not show a clean tailnet: {left}.")
             raise Exit(code=1)
-        console.out(f"Applied {counts} to stack {target.stack}; re-check: no changes pending.", style="green")
+        console.out(f"Applied changes ({counts}) to stack {target.stack}; re-check: no changes pending.", style="green")
 
 
 @task

@@ -115,7 +115,7 @@ def test_up_with_yes_applies_through_the_environment_and_rechecks(tmp_path: Path
     root = make_root(tmp_path / "repo", git=True)
     done = run_inv("tailnet.up", "--yes", "--allow-dirty", env=environment(tmp_path, root, fake_cli(tmp_path)))
     assert done.returncode == 0, done.stderr
-    assert "Applied 2 update to stack homelab; re-check: no changes pending." in done.stdout
+    assert "Applied changes (update 2) to stack homelab; re-check: no changes pending." in done.stdout
     seen = calls(tmp_path)
     assert [c["argv"][0] for c in seen] == ["version", "preview", "up", "preview"]
     up = seen[2]

@@ -201,7 +201,7 @@ def test_up_with_yes_runs_pulumi_up_then_rechecks(root: Path, applying: dict[str
     assert applying["targets"] == ["homelab"]
     assert applying["allow_dirty"] is True
     assert applying["record"].plan.counts()["update"] == 2
-    assert applying["record"].message == "applied 2 update"
+    assert applying["record"].message == "applied update 2"
     (up_call,) = [call for call in original.call_args_list if call.args[0].startswith("pulumi up")]
     assert up_call.args[0] == up_cmd
     assert up_call.kwargs["env"] == env(root)
