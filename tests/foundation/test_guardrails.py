@@ -89,3 +89,15 @@ def test_confirm_defaults_to_no_on_a_terminal(monkeypatch: pytest.MonkeyPatch, a
     else:
         with pytest.raises(console.Declined, match=r"Nothing changed: provision indri was not confirmed\."):
             console.confirm("Apply?", yes=False, action="provision indri")
+
+
+@pytest.mark.parametrize(
+    ("hide", "shown_out", "shown_err"),
+    [(True, False, False), ("out", False, True), ("err", True, False), (False, True, True)],
+)
+def test_shell_run_hides_what_it_is_told_to(capfd, hide: bool | str, shown_out: bool, shown_err: bool) -> None:  # type: ignore[no-untyped-def]
+    result = shell.run(_ctx(), "echo to-out; echo to-err >&2", hide=hide)
+    assert (result.stdout, result.stderr) == ("to-out\n", "to-err\n")  # captured either way
+    streamed = capfd.readouterr()
+    assert ("to-out" in streamed.out) is shown_out
+    assert ("to-err" in streamed.err) is shown_err
