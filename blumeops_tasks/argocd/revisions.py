@@ -61,3 +61,28 @@ def ensure_pushed(c: Context, repo: Path, sha: str, remote: str, branch: str) ->
             f"deployed; git push {remote} {branch} first."
         )
     return tip
+
+
+def remote_url(c: Context, repo: Path, remote: str) -> str:
+    code, out, _ = _git(c, repo, f"remote get-url {shlex.quote(remote)}")
+    return out if code == 0 else ""
+
+
+def repo_key(url: str) -> str:
+    """host/path of a git URL, so https://h/o/r.git, ssh://git@h/o/r and git@h:o/r compare equal."""
+    text = url.strip().rstrip("/")
+    text = text.removesuffix(".git")
+    if "://" in text:
+        text = text.split("://", 1)[1]
+        text = text.split("@", 1)[-1] if "@" in text.split("/", 1)[0] else text
+        host, _, path = text.partition("/")
+        host = host.split(":", 1)[0]  # drop a port
+    elif "@" in text and ":" in text:
+        host, _, path = text.split("@", 1)[1].partition(":")
+    else:
+        return text
+    return f"{host.lower()}/{path.strip('/')}"
+
+
+def same_repo(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and repo_key(a) == repo_key(b)

@@ -218,6 +218,13 @@ def deploy_revision(c: Context, revision: str | None) -> str:
         sha = revisions.expand(c, repo, revision) if revision else revisions.head(c, repo)
         if not sha:
             console.fail(f"{repo} is not a git repository; argocd.sync deploys committed, pushed work only.")
+        url = revisions.remote_url(c, repo, remote)
+        repo_url = str(cfg(c, "repo_url"))
+        if not revisions.same_repo(url, repo_url):
+            console.note(
+                f"remote {remote!r} is {url or 'not set'}, but ArgoCD reads {repo_url}; "
+                f"the pushed check below is only as good as that match (set blumeops.argocd.remote)"
+            )
         revisions.ensure_pushed(c, repo, sha, remote, branch)
     except revisions.RevisionError as exc:
         console.fail(str(exc))

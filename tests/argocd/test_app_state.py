@@ -168,3 +168,19 @@ def test_busy_and_status_row() -> None:
     assert (row["revision"], row["at_head"], row["operation"]) == (SHA, True, "Succeeded")
     assert app_state.revision_vs_head(SHA, "d" * 40) == "cccccccc (HEAD dddddddd)"
     assert app_state.revision_vs_head("", SHA) == "-"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("https://forge.ops.eblu.me/eblume/blumeops.git", "https://forge.ops.eblu.me/eblume/blumeops", True),
+        ("git@forge.ops.eblu.me:eblume/blumeops.git", "https://forge.ops.eblu.me/eblume/blumeops.git", True),
+        ("ssh://git@forge.ops.eblu.me:2222/eblume/blumeops.git", "https://Forge.ops.eblu.me/eblume/blumeops/", True),
+        ("https://github.com/eblume/blumeops.git", "https://forge.ops.eblu.me/eblume/blumeops.git", False),
+        ("", "https://forge.ops.eblu.me/eblume/blumeops.git", False),
+    ],
+)
+def test_same_repo(a: str, b: str, same: bool) -> None:
+    from blumeops_tasks.argocd.revisions import same_repo
+
+    assert same_repo(a, b) is same

@@ -368,3 +368,15 @@ def test_timeout_must_be_a_number(ctx: Context, fake: FakeArgo) -> None:
         run_sync(ctx, timeout="soon")
     assert caught.value.message == "--timeout must be a number of seconds, not 'soon'."
     assert fake.requests() == []
+
+
+def test_remote_that_is_not_argocds_repo_is_named(
+    ctx: Context, fake: FakeArgo, gitrepo: GitRepo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.put(application("caddy", resources=[{**DEPLOY, "status": "Synced"}]))
+    run_sync(ctx)
+    err = " ".join(capsys.readouterr().err.split())  # undo the console's line wrapping
+    assert (
+        f"remote 'origin' is {gitrepo.remote}, but ArgoCD reads https://forge.ops.eblu.me/eblume/blumeops.git; "
+        "the pushed check below is only as good as that match (set blumeops.argocd.remote)"
+    ) in err
