@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,47 +247,74 @@ def mock_problems(report: Mapping[str, Any], expected: Mapping[tuple[str, str], 
 # --- check builders ---------------------------------------------------------------------------------
 
 
-def _policy(decl: Declared) -> tuple[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class Loaded:
+    """The stack's files, read once per run of the checks."""
+
+    decl: Declared
+    text: str
+    policy: dict[str, Any] | None  # None when the policy does not parse
+    syntax: Outcome
+
+
+def load(conf: Settings) -> Loaded:
+    decl = declared(conf.project_dir, conf.stack)
     text = decl.policy_path.read_text(encoding="utf-8")
-    return text, parse_hujson(text, decl.policy_path.name)
+    try:
+        policy: dict[str, Any] | None = parse_hujson(text, decl.policy_path.name)
+    except PolicyError:
+        policy = None
+    return Loaded(decl, text, policy, syntax_outcome(text, decl.policy_path.name))
 
 
-def policy_checks(c: Context) -> list[CheckSpec]:
+def once(fn: Callable[[], Loaded]) -> Callable[[], Loaded]:
+    """`fn` computed by the first check that asks (checks run concurrently), then shared."""
+    lock = threading.Lock()
+    box: list[Loaded] = []
+
+    def get() -> Loaded:
+        with lock:
+            if not box:
+                box.append(fn())
+        return box[0]
+
+    return get
+
+
+def _needs_policy(loaded: Loaded, outcome: Callable[[dict[str, Any]], Outcome]) -> Outcome:
+    if loaded.policy is None:
+        return failed(f"{loaded.decl.policy_path.name} does not parse", "fix the syntax error first")
+    return outcome(loaded.policy)
+
+
+def policy_checks(c: Context, loaded: Callable[[], Loaded] | None = None) -> list[CheckSpec]:
     """The guard that runs before any pulumi command: syntax, tags, devices, lockout."""
     conf = settings(c)
-
-    def load() -> tuple[Declared, str, dict[str, Any]]:
-        decl = declared(conf.project_dir, conf.stack)
-        text, policy = _policy(decl)
-        return decl, text, policy
-
-    def syntax() -> Outcome:
-        decl = declared(conf.project_dir, conf.stack)
-        return syntax_outcome(decl.policy_path.read_text(encoding="utf-8"), decl.policy_path.name)
+    get = loaded or once(lambda: load(conf))
 
     def tags() -> Outcome:
-        decl, _, policy = load()
-        return tags_outcome(policy, decl, decl.policy_path.name)
+        decl = get().decl
+        return _needs_policy(get(), lambda policy: tags_outcome(policy, decl, decl.policy_path.name))
 
     def devices() -> Outcome:
-        decl = declared(conf.project_dir, conf.stack)
         hosts = inventory_hosts(conf.inventory) if conf.inventory.exists() else None
-        return devices_outcome(list(decl.devices), hosts, conf.inventory)
+        return devices_outcome(list(get().decl.devices), hosts, conf.inventory)
 
     def lockout() -> Outcome:
-        decl, _, policy = load()
-        return lockout_outcome(policy, conf.lockout, decl.policy_path.name)
+        name = get().decl.policy_path.name
+        return _needs_policy(get(), lambda policy: lockout_outcome(policy, conf.lockout, name))
 
     return [
-        CheckSpec(NAME, "policy syntax", syntax),
+        CheckSpec(NAME, "policy syntax", lambda: get().syntax),
         CheckSpec(NAME, "tags declared", tags),
         CheckSpec(NAME, "devices known", devices),
         CheckSpec(NAME, "lockout guard", lockout),
     ]
 
 
-def mock_check(c: Context) -> CheckSpec:
+def mock_check(c: Context, loaded: Callable[[], Loaded] | None = None) -> CheckSpec:
     conf = settings(c)
+    get = loaded or once(lambda: load(conf))
     python = str(setting(c, "tailnet.python")) or pulumi_cli.default_python()
 
     def run() -> Outcome:
@@ -294,8 +322,6 @@ def mock_check(c: Context) -> CheckSpec:
 
         from blumeops_tasks.tailnet.mock_runner import mock_node_id
 
-        decl = declared(conf.project_dir, conf.stack)
-        text, _ = _policy(decl)
         command = shlex.join(
             [python, "-m", "blumeops_tasks.tailnet.mock_runner", "--dir", str(conf.project_dir), "--stack", conf.stack]
         )
@@ -312,7 +338,7 @@ def mock_check(c: Context) -> CheckSpec:
                 lines[-1] if lines else f"mock runner exited {result.exited}", "fix the program or the file it names"
             )
         report = json.loads(result.stdout)
-        problems = mock_problems(report, expected_resources(decl, text, mock_node_id))
+        problems = mock_problems(report, expected_resources(get().decl, get().text, mock_node_id))
         if problems:
             return failed("; ".join(problems), "make pulumi/blumeops_tailnet.py build what the files declare")
         return ok(f"{len(report['resources'])} resources as declared")
@@ -321,7 +347,9 @@ def mock_check(c: Context) -> CheckSpec:
 
 
 def offline_checks(c: Context) -> list[CheckSpec]:
-    return [*policy_checks(c), mock_check(c)]
+    conf = settings(c)
+    loaded = once(lambda: load(conf))
+    return [*policy_checks(c, loaded), mock_check(c, loaded)]
 
 
 # --- preflight --------------------------------------------------------------------------------------
