@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from blumeops_tasks import console, layers
-from blumeops_tasks import plan as plan_model
-from blumeops_tasks import preflight as runner
 from blumeops_tasks.config import setting
-from blumeops_tasks.layer import Layer
-from blumeops_tasks.plan import LayerPlan
 from blumeops_tasks.tasking import task
+
+if TYPE_CHECKING:  # `inv --list` must not pay for these: imported inside the tasks
+    from blumeops_tasks.layer import Layer
+    from blumeops_tasks.plan import LayerPlan
 
 LAYER_HELP = "only this layer (default: all)"
 JSON_HELP = "print JSON instead of tables"
 
 
 def _run(c: Context, kind: str, layer: str | None, as_json: bool) -> None:
+    from blumeops_tasks import preflight as runner
+
     selected = layers.select(layer)
     if kind == "offline":
         specs = [spec for lay in selected for spec in lay.offline_checks(c)]
@@ -52,6 +53,8 @@ def preflight(c: Context, layer: str | None = None, json: bool = False) -> None:
 
 
 def _safe_plan(c: Context, lay: Layer) -> LayerPlan:
+    from blumeops_tasks.plan import LayerPlan
+
     try:
         return lay.plan(c)
     except Exit as exc:
@@ -62,6 +65,8 @@ def _safe_plan(c: Context, lay: Layer) -> LayerPlan:
 
 def collect_plans(c: Context, selected: tuple[Layer, ...]) -> list[LayerPlan]:
     """Every selected layer's preview, run concurrently; a failing preview becomes an error row."""
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=max(len(selected), 1)) as pool:
         return list(pool.map(lambda lay: _safe_plan(c, lay), selected))
 
@@ -69,6 +74,8 @@ def collect_plans(c: Context, selected: tuple[Layer, ...]) -> list[LayerPlan]:
 @task(help={"layer": LAYER_HELP, "json": JSON_HELP})
 def plan(c: Context, layer: str | None = None, json: bool = False) -> None:
     """Read-only preview of every layer. Exit 0 no changes, 2 changes pending, 1 error."""
+    from blumeops_tasks import plan as plan_model
+
     selected = layers.select(layer)
     with console.status(f"Previewing {', '.join(lay.name for lay in selected)}"):
         plans = collect_plans(c, selected)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from invoke.collection import Collection
-from invoke.context import Context
+if TYPE_CHECKING:  # annotations only: `inv --list` must not pay for these modules
+    from invoke.collection import Collection
+    from invoke.context import Context
 
-from blumeops_tasks.plan import LayerPlan
-from blumeops_tasks.preflight import CheckSpec
+    from blumeops_tasks.plan import LayerPlan
+    from blumeops_tasks.preflight import CheckSpec
 
 
 @dataclass(frozen=True)
