@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from blumeops_tasks import console, layers
 from blumeops_tasks.config import repo_root, state_dir
-from blumeops_tasks.gitops import git_state, journal
-from blumeops_tasks.layer import Layer
 from blumeops_tasks.tasking import task
+
+if TYPE_CHECKING:  # git_state, journal and targets are imported inside the tasks: `inv --list` stays light
+    from blumeops_tasks.layer import Layer
 
 LAYER_HELP = "only this layer (default: all)"
 JSON_HELP = "print JSON instead of tables"
@@ -76,6 +77,8 @@ def history(c: Context, layer: str | None = None, limit: int = 20, json: bool = 
     """The apply journal, newest first: who applied what, from which commit, and how it ended."""
     if layer:
         layers.select(layer)
+    from blumeops_tasks.gitops import journal
+
     path = journal.journal_path(c)
     entries, bad = journal.read(path)
     chosen = journal.select(entries, layer, limit)
@@ -126,6 +129,8 @@ def _last_apply(entry: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def pending_report(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
+    from blumeops_tasks.gitops import git_state, journal
+
     root = repo_root(c)
     entries, _bad = journal.read(journal.journal_path(c))
     status = git_state.read_status(c, root)
@@ -223,7 +228,7 @@ def _print_pending_detail(item: Mapping[str, Any]) -> None:
 
 
 def affected_report(c: Context, since: str) -> dict[str, Any]:
-    from blumeops_tasks.gitops import targets
+    from blumeops_tasks.gitops import git_state, targets
 
     root = repo_root(c)
     base = git_state.resolve(c, root, since)
