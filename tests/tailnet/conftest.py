@@ -92,8 +92,8 @@ def creds(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 def context(root: Path, run: dict[Any, Any] | None = None, **tailnet: Any) -> MockContext:
     """A MockContext with the real blumeops defaults, rooted at `root`."""
-    defaults = build_namespace(REPO).configuration()
-    overrides: dict[str, Any] = {"blumeops": {"root": str(root), "state_dir": str(root / ".blumeops")}}
-    overrides["blumeops"]["tailnet"] = {**defaults["blumeops"]["tailnet"], **tailnet}
-    config = Config(defaults=defaults, overrides=overrides)
+    blumeops = dict(build_namespace(REPO).configuration()["blumeops"])
+    blumeops.update(root=str(root), state_dir=str(root / ".blumeops"))
+    blumeops["tailnet"] = {**blumeops["tailnet"], **tailnet}
+    config = Config(overrides={"blumeops": blumeops})
     return MockContext(config=config, run=run or {})

@@ -10,11 +10,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from invoke.context import Context
 
 import pulumi
+from blumeops_tasks.preflight import run_checks
 from blumeops_tasks.tailnet import checks
 from blumeops_tasks.tailnet.mock_runner import make_mocks, mock_node_id, run_program
-from tests.tailnet.conftest import SHIPPED, make_root
+from tests.tailnet.conftest import SHIPPED, context, make_root
 
 
 def _load_program() -> ModuleType:
@@ -225,3 +227,40 @@ def test_mock_problems_name_missing_unexpected_and_wrong_inputs(tmp_path: Path) 
         "unexpected DnsConfiguration dns",
         'Acl policy: acl is "OTHER", expected "POLICY"',
     ]
+
+
+# --- the offline check: the program in a subprocess under mocks ----------------------------------------
+
+
+def mock_check_outcome(root: Path) -> Any:
+    c = Context(config=context(root).config)  # a real Context: the mock runner runs for real
+    (result,) = run_checks([checks.mock_check(c)], default_timeout=60)
+    return result
+
+
+def test_mock_check_passes_on_the_shipped_program(tmp_path: Path) -> None:
+    result = mock_check_outcome(make_root(tmp_path / "repo"))
+    assert (result.status, result.detail) == ("ok", "5 resources as declared")
+
+
+def test_mock_check_reports_a_program_error_in_one_line(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "repo")
+    devices = root / "pulumi" / "devices.yaml"
+    devices.write_text(devices.read_text().replace("[tag:homelab, tag:nas]", "[homelab]"))
+    result = mock_check_outcome(root)
+    assert result.status == "fail"
+    assert result.detail == (
+        "the program failed under mocks: SpecError: devices.yaml: devices.sifaka: "
+        "tags must be a list of 'tag:name' strings, got ['homelab']"
+    )
+
+
+def test_mock_check_catches_a_program_that_drifts_from_the_files(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "repo")
+    module = root / "pulumi" / "blumeops_tailnet.py"
+    module.write_text(module.read_text().replace("tags=sorted(device.tags),", "tags=sorted(device.tags)[:1],"))
+    result = mock_check_outcome(root)
+    assert result.status == "fail"
+    assert 'DeviceTags indri: tags is ["tag:homelab"], expected ["tag:homelab", "tag:indri", "tag:k8s-api"]' in (
+        result.detail
+    )

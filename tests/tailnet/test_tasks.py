@@ -15,8 +15,9 @@ from invoke.runners import Result
 from blumeops_tasks import shell
 from blumeops_tasks.console import Declined
 from blumeops_tasks.plan import LayerPlan
+from blumeops_tasks.preflight import run_checks
 from blumeops_tasks.tailnet import checks, tasks
-from tests.tailnet.conftest import context, fixture_text
+from tests.tailnet.conftest import context, fixture_text, make_root
 
 PYTHON = "/venv/bin/python"
 
@@ -247,8 +248,6 @@ def test_old_cli_is_a_warning(root: Path, cli_on_path: None) -> None:
 
 
 def test_backend_and_stack_missing_point_at_init(tmp_path: Path) -> None:
-    from tests.tailnet.conftest import make_root
-
     root = make_root(tmp_path / "repo", state=False)
     c = context(root, {}, python=PYTHON)
     tgt = checks.target(c)
@@ -309,8 +308,6 @@ def test_inventory_hosts_from_all_groups(root: Path) -> None:
 
 
 def run_offline(root: Path) -> dict[str, Any]:
-    from blumeops_tasks.preflight import run_checks
-
     c = context(root, {})
     results = run_checks(checks.policy_checks(c), default_timeout=30)
     return {r.name: r for r in results}
