@@ -1,32 +1,57 @@
-"""The hosts layer: not built yet. Every check and plan row says so plainly."""
+"""The hosts layer: Ansible over SSH (ansible.cfg, inventory/, playbooks/, roles/, callback_plugins/)."""
 
 from __future__ import annotations
 
 from invoke.collection import Collection
 from invoke.context import Context
 
+from blumeops_tasks.hosts import tasks
+from blumeops_tasks.hosts.project import DEFAULTS, project
 from blumeops_tasks.layer import Layer
 from blumeops_tasks.plan import LayerPlan
-from blumeops_tasks.preflight import CheckSpec, warn
+from blumeops_tasks.preflight import CheckSpec
 
 NAME = "hosts"
 
 
-def _not_built(_c: Context) -> list[CheckSpec]:
-    return [CheckSpec(NAME, "layer", lambda: warn("layer not built yet", "see the hosts layer issue"))]
+def _offline(c: Context) -> list[CheckSpec]:
+    from blumeops_tasks.hosts import checks
+
+    return checks.offline_checks(c, project(c))
 
 
-def _plan(_c: Context) -> LayerPlan:
-    return LayerPlan(NAME, available=False, note="layer not built yet")
+def _preflight(c: Context) -> list[CheckSpec]:
+    """Every host in the inventory, every role of every playbook (`inv preflight`)."""
+    from blumeops_tasks.hosts import checks
+    from blumeops_tasks.hosts.inventory import play_roles, playbook_for
 
+    p = project(c)
+    inv, problem = checks.inventory_or_failure(c, p)
+    roles: list[str] = []
+    try:
+        roles = play_roles(playbook_for(p.playbooks, None, p.default_playbook))
+    except Exception:  # a missing site playbook shows up in `inv check`
+        roles = []
+    specs = checks.preflight_checks(c, p, inv, inv.hosts if inv else [], roles)
+    return [*specs, problem] if problem else specs
+
+
+def _plan(c: Context) -> LayerPlan:
+    return tasks.layer_plan(c)
+
+
+collection = Collection(NAME, tasks.preview, tasks.provision, tasks.run, tasks.status)
 
 LAYER = Layer(
     name=NAME,
     help="Host configuration through Ansible over SSH",
-    collection=Collection(NAME),
-    paths=("roles/", "playbooks/", "inventory/", "ansible.cfg"),
-    offline_checks=_not_built,
-    preflight_checks=_not_built,
+    collection=collection,
+    paths=("roles/", "playbooks/", "inventory/", "ansible.cfg", "callback_plugins/"),
+    offline_checks=_offline,
+    preflight_checks=_preflight,
     plan=_plan,
     apply_task="hosts.provision",
+    defaults=DEFAULTS,
+    secret_env=("BORG_PASSPHRASE",),
+    env=("BLUMEOPS_ANSIBLE_RESULTS",),
 )

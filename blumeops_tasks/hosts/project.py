@@ -1,0 +1,135 @@
+"""The hosts layer's view of the repo: paths from config, ansible command lines, the inventory.
+
+Command lines are built by pure functions (tests pin them with MockContext); every command runs
+through `blumeops_tasks.shell.run` from the repo root with ANSIBLE_CONFIG pointing at the repo's
+ansible.cfg, so relative paths in it resolve the same for the operator and for the tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.runners import Result
+
+from blumeops_tasks import shell
+from blumeops_tasks.config import repo_path, repo_root, setting
+from blumeops_tasks.hosts.inventory import Inventory, ProjectError
+
+RESULTS_ENV = "BLUMEOPS_ANSIBLE_RESULTS"
+
+DEFAULTS: dict[str, object] = {
+    # Inventory directory or file (INVOKE_BLUMEOPS_HOSTS_INVENTORY overrides it).
+    "inventory": "inventory",
+    # One playbook per host: <playbooks>/<host>.yml; <default_playbook>.yml covers every host.
+    "playbooks": "playbooks",
+    "default_playbook": "site",
+    "roles": "roles",
+    "ansible_config": "ansible.cfg",
+    "ansible_playbook": "ansible-playbook",
+    "ansible_inventory": "ansible-inventory",
+    # Seconds an SSH reachability probe may take (preflight, per host, run concurrently).
+    "ssh_timeout": 8,
+}
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    inventory: Path
+    playbooks: Path
+    roles: Path
+    config: Path
+    ansible_playbook: str
+    ansible_inventory: str
+    default_playbook: str
+    ssh_timeout: float
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+
+def project(c: Context, inventory: str | None = None) -> Project:
+    return Project(
+        root=repo_root(c),
+        inventory=repo_path(c, setting(c, "hosts.inventory", inventory)),
+        playbooks=repo_path(c, setting(c, "hosts.playbooks")),
+        roles=repo_path(c, setting(c, "hosts.roles")),
+        config=repo_path(c, setting(c, "hosts.ansible_config")),
+        ansible_playbook=str(setting(c, "hosts.ansible_playbook")),
+        ansible_inventory=str(setting(c, "hosts.ansible_inventory")),
+        default_playbook=str(setting(c, "hosts.default_playbook")),
+        ssh_timeout=float(setting(c, "hosts.ssh_timeout")),
+    )
+
+
+def ansible_env(p: Project, results: Path | None = None) -> dict[str, str]:
+    env = {"ANSIBLE_CONFIG": str(p.config), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    if results is not None:
+        env[RESULTS_ENV] = str(results)
+    return env
+
+
+def playbook_command(
+    p: Project,
+    playbook: Path,
+    *,
+    mode: str,
+    tags: str | None = None,
+    limit: str | None = None,
+) -> str:
+    """`ansible-playbook` for a mode: "syntax" (--syntax-check), "check" (--check --diff), "apply" (--diff)."""
+    parts = [p.ansible_playbook, "-i", str(p.inventory), p.rel(playbook)]
+    if mode == "syntax":
+        parts.append("--syntax-check")
+    elif mode == "check":
+        parts += ["--check", "--diff"]
+    elif mode == "apply":
+        parts.append("--diff")
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    if tags:
+        parts += ["--tags", tags]
+    if limit:
+        parts += ["--limit", limit]
+    return f"cd {shlex.quote(str(p.root))} && {shlex.join(parts)}"
+
+
+def inventory_command(p: Project) -> str:
+    return f"cd {shlex.quote(str(p.root))} && {shlex.join([p.ansible_inventory, '-i', str(p.inventory), '--list'])}"
+
+
+def load_inventory(c: Context, p: Project) -> Inventory:
+    """Parse the inventory with ansible-inventory; an unparsable source is an error, not a warning."""
+    env = {**ansible_env(p), "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"}
+    result: Result = shell.run(c, inventory_command(p), env=env, hide=True, warn=True)
+    if result.exited != 0:
+        raise ProjectError(
+            f"The inventory {p.rel(p.inventory)} does not parse: {last_line(result.stderr or result.stdout)}; "
+            f"fix it or point blumeops.hosts.inventory at a valid one."
+        )
+    try:
+        return Inventory.from_list_json(json.loads(result.stdout))
+    except ValueError:
+        raise ProjectError(f"ansible-inventory printed no JSON for {p.rel(p.inventory)}.") from None
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip() and "WARNING" not in line]
+    if not lines:
+        lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def error_line(text: str) -> str:
+    """The first ERROR line ansible printed, else the last line."""
+    for line in (text or "").splitlines():
+        if "ERROR" in line:
+            return line.strip().removeprefix("[ERROR]:").strip()
+    return last_line(text)
