@@ -1,318 +1,33 @@
-"""ArgoCD apps through the Kubernetes API: status, diff, sync (no argocd binary needed)."""
+"""ArgoCD apps through the Kubernetes API: status, diff, sync (no argocd binary needed).
+
+Thin task definitions; the work lives in `flows` (imported when a task runs, so `inv --list`
+never loads the plan model, YAML or the kubernetes client).
+"""
 
 from __future__ import annotations
 
-import getpass
-import time
-from collections.abc import Iterator, Mapping
-from typing import Any
-
 from invoke.context import Context
-from invoke.exceptions import Exit
 
-from blumeops_tasks import console
-from blumeops_tasks.argocd import app_state, apps
-from blumeops_tasks.argocd.client import PLURAL, ArgoApi, ArgoApiError, Target, kubeconfig_path
-from blumeops_tasks.config import repo_root, setting
-from blumeops_tasks.plan import LayerPlan
 from blumeops_tasks.tasking import task
 
-NAME = "argocd"
 APP_HELP = "the Application name (as in argocd/apps/<name>.yaml, or the root app)"
 JSON_HELP = "print JSON instead of tables"
-CONFLICT_RETRIES = 3
-
-
-def cfg(c: Context, key: str) -> Any:
-    return setting(c, f"{NAME}.{key}")
-
-
-def target(c: Context) -> Target:
-    return Target(
-        kubeconfig=kubeconfig_path(str(cfg(c, "kubeconfig") or "")),
-        context=str(cfg(c, "context")),
-        namespace=str(cfg(c, "namespace")),
-        timeout=float(cfg(c, "request_timeout")),
-    )
-
-
-def local_apps(c: Context) -> list[apps.LocalApp]:
-    try:
-        return apps.load(repo_root(c), str(cfg(c, "dir")))
-    except apps.ManifestError as exc:
-        console.fail(f"{exc}; fix the manifest (inv check --layer=argocd shows every problem).")
-
-
-def resolve_app(c: Context, name: str | None) -> apps.LocalApp:
-    """The local Application named `name`; unknown names get one sentence with the closest match."""
-    known = local_apps(c)
-    if not name:
-        console.fail(f"Name the app with --app; known apps: {', '.join(sorted(apps.names(known)))}.")
-    found = apps.find(known, name)
-    if found is None:
-        console.fail(apps.unknown_app_message(name, apps.names(known)))
-    return found
-
-
-def connect(c: Context) -> ArgoApi:
-    try:
-        return ArgoApi(target(c))
-    except ArgoApiError as exc:
-        console.fail(exc.message)
-
-
-def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except ArgoApiError as exc:
-        console.fail(exc.message)
-
-
-def _local_head(c: Context) -> str:
-    from blumeops_tasks.argocd import revisions
-
-    return revisions.head(c, repo_root(c))
-
-
-# --- status ---------------------------------------------------------------------------------
-
-
-def status_rows(local: list[apps.LocalApp], live: list[Mapping[str, Any]], head: str) -> list[dict[str, Any]]:
-    """One row per app, local order first, then live apps git does not know."""
-    by_name = {str((a.get("metadata") or {}).get("name")): a for a in live}
-    rows: list[dict[str, Any]] = []
-    for app in local:
-        obj = by_name.pop(app.name, None)
-        if obj is None:
-            rows.append(
-                {
-                    "app": app.name,
-                    "sync": "Missing",
-                    "health": "Missing",
-                    "revision": "",
-                    "head": head,
-                    "at_head": False,
-                    "operation": "",
-                    "auto_sync": app.automated,
-                    "conditions": [{"type": "NotInCluster", "message": "not in the cluster"}],
-                }
-            )
-        else:
-            rows.append(app_state.status_row(app_state.view(obj), head))
-    for name in sorted(by_name):
-        row = app_state.status_row(app_state.view(by_name[name]), head)
-        row["conditions"].append({"type": "NotInGit", "message": f"no argocd/apps/{name}.yaml"})
-        rows.append(row)
-    return rows
 
 
 @task(help={"json": JSON_HELP})
 def status(c: Context, json: bool = False) -> None:
     """One row per app: sync status, health, deployed revision against local HEAD, operation, conditions."""
-    local = local_apps(c)
-    with connect(c) as api, console.status("Reading Applications"):
-        live = _guard(api.list)
-    head = _local_head(c)
-    rows = status_rows(local, live, head)
-    if json:
-        console.print_json({"namespace": str(cfg(c, "namespace")), "head": head, "apps": rows})
-        return
-    table_rows = [
-        [
-            r["app"],
-            r["sync"],
-            r["health"],
-            app_state.revision_vs_head(r["revision"], head),
-            r["operation"] or "-",
-            "; ".join(f"{x['type']}: {x['message']}" for x in r["conditions"]) or "-",
-        ]
-        for r in rows
-    ]
-    styles: list[str | None] = [
-        "green" if r["sync"] == "Synced" and r["health"] == "Healthy" else "yellow" for r in rows
-    ]
-    console.table("ArgoCD apps", ["app", "sync", "health", "revision", "operation", "conditions"], table_rows, styles)
+    from blumeops_tasks.argocd import flows
 
-
-# --- diff -----------------------------------------------------------------------------------
-
-
-def live_app(api: ArgoApi, app: apps.LocalApp) -> dict[str, Any]:
-    obj: dict[str, Any] | None = _guard(api.get, app.name)
-    if obj is None:
-        hint = (
-            "bootstrap it with kubectl apply -f argocd/root.yaml"
-            if app.root
-            else ("sync the root app first: inv argocd.sync --app=blumeops")
-        )
-        console.fail(f"Application {app.name!r} does not exist in namespace {api.target.namespace!r}; {hint}.")
-    return obj
-
-
-def refresh(api: ArgoApi, name: str, current: Mapping[str, Any], timeout: float) -> dict[str, Any]:
-    """Ask ArgoCD to re-compare with git and wait (watching) until it has; returns the refreshed app."""
-    before = str((current.get("status") or {}).get("reconciledAt") or "")
-    _guard(api.patch, name, app_state.refresh_patch(), f"request a refresh of {name!r}")
-    deadline = time.monotonic() + timeout
-    for obj in _guard_iter(api.watch(name, deadline)):
-        if app_state.refresh_done(obj, before):
-            return dict(obj)
-    return console.fail(
-        f"ArgoCD did not finish refreshing {name!r} within {timeout:g}s; check the application controller "
-        f"(kubectl -n {api.target.namespace} logs deploy/argocd-application-controller) and retry."
-    )
-
-
-def _guard_iter(iterator: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    try:
-        yield from iterator
-    except ArgoApiError as exc:
-        console.fail(exc.message)
-
-
-def show_diff(obj: Mapping[str, Any]) -> LayerPlan:
-    from blumeops_tasks import plan as plan_model
-
-    plan = LayerPlan(NAME, (app_state.changes(obj),))
-    plan_model.render([plan])
-    v = app_state.view(obj)
-    console.note(f"{v.name}: {v.sync_status}, {v.health}, compared at {v.reconciled_at or 'unknown'}")
-    return plan
-
-
-def _diff_blockers(obj: Mapping[str, Any], name: str) -> None:
-    blockers = app_state.blocking_conditions(obj)
-    if blockers:
-        console.fail(f"ArgoCD cannot compare {name!r} with git: {'; '.join(blockers)}.")
+    flows.run_status(c, json=json)
 
 
 @task(help={"app": APP_HELP, "json": JSON_HELP})
 def diff(c: Context, app: str | None = None, json: bool = False) -> None:
     """Refresh one app, then list out-of-sync and to-be-pruned resources. Exit 0 none, 2 changes, 1 error."""
-    local = resolve_app(c, app)
-    with connect(c) as api:
-        current = live_app(api, local)
-        with console.status(f"Refreshing {local.name}"):
-            obj = refresh(api, local.name, current, float(cfg(c, "refresh_timeout")))
-    _diff_blockers(obj, local.name)
-    document = app_state.diff_document(obj)
-    pending = bool(document["out_of_sync"] or document["to_prune"])
-    if json:
-        console.print_json({"exit_code": 2 if pending else 0, **document})
-    else:
-        show_diff(obj)
-    if pending:
-        raise Exit(code=2)
+    from blumeops_tasks.argocd import flows
 
-
-# --- sync -----------------------------------------------------------------------------------
-
-
-def deploy_revision(c: Context, revision: str | None) -> str:
-    """The full SHA to deploy (given or HEAD), refused unless it is on the remote branch ArgoCD reads."""
-    from blumeops_tasks.argocd import revisions
-
-    repo = repo_root(c)
-    remote, branch = str(cfg(c, "remote")), str(cfg(c, "branch"))
-    try:
-        sha = revisions.expand(c, repo, revision) if revision else revisions.head(c, repo)
-        if not sha:
-            console.fail(f"{repo} is not a git repository; argocd.sync deploys committed, pushed work only.")
-        url = revisions.remote_url(c, repo, remote)
-        repo_url = str(cfg(c, "repo_url"))
-        if not revisions.same_repo(url, repo_url):
-            console.note(
-                f"remote {remote!r} is {url or 'not set'}, but ArgoCD reads {repo_url}; "
-                f"the pushed check below is only as good as that match (set blumeops.argocd.remote)"
-            )
-        revisions.ensure_pushed(c, repo, sha, remote, branch)
-    except revisions.RevisionError as exc:
-        console.fail(str(exc))
-    return sha
-
-
-def preflight_api(api: ArgoApi) -> None:
-    """API reachable with the configured context and the Application CRD served."""
-    served = _guard(api.resource_names)
-    if PLURAL not in served:
-        console.fail(
-            f"The API server of context {api.target.context!r} does not serve argoproj.io/v1alpha1 "
-            f"applications; install ArgoCD or pick the right context (blumeops.argocd.context)."
-        )
-
-
-def refuse_if_busy(obj: Mapping[str, Any], name: str) -> None:
-    v = app_state.view(obj)
-    if v.busy:
-        phase = v.phase or "Requested"
-        console.fail(
-            f"Another operation is already in progress on {name!r} (phase {phase}); wait for it "
-            f"(inv argocd.status) or terminate it in ArgoCD, then retry."
-        )
-
-
-def request_sync(api: ArgoApi, name: str, fresh: Mapping[str, Any], **options: Any) -> dict[str, Any]:
-    """Patch `.operation` with a resourceVersion precondition; on 409 re-read and retry a few times."""
-    obj: Mapping[str, Any] = fresh
-    for attempt in range(1, CONFLICT_RETRIES + 1):
-        refuse_if_busy(obj, name)
-        rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-        body = app_state.sync_patch(rv, **options)
-        try:
-            return api.patch(name, body, f"request a sync of {name!r}")
-        except ArgoApiError as exc:
-            if exc.status != 409:
-                console.fail(exc.message)
-            if attempt == CONFLICT_RETRIES:
-                console.fail(
-                    f"The sync of {name!r} was not requested: the Application kept changing while it was "
-                    f"being patched (409 Conflict {CONFLICT_RETRIES} times); retry in a moment."
-                )
-            console.note(f"{name}: changed since it was read (409 Conflict); re-reading and retrying")
-            latest = _guard(api.get, name)
-            if latest is None:
-                console.fail(f"Application {name!r} disappeared while requesting the sync.")
-            obj = latest
-    raise AssertionError("unreachable")
-
-
-def wait_for_sync(api: ArgoApi, name: str, timeout: float, dry_run: bool) -> dict[str, Any]:
-    """Watch the Application until the operation is final, printing each change of state."""
-    deadline = time.monotonic() + timeout
-    last_line = ""
-    last: dict[str, Any] | None = None
-    for obj in _guard_iter(api.watch(name, deadline)):
-        last = obj
-        line = app_state.progress_line(obj)
-        if line != last_line:
-            console.out(line)
-            last_line = line
-        outcome = app_state.sync_verdict(obj, dry_run=dry_run)
-        if outcome.verdict != "waiting":
-            return obj
-    stuck = app_state.sync_verdict(last or {}, dry_run=dry_run).summary
-    v = app_state.view(last or {})
-    message = f": {v.phase_message}" if v.phase_message else ""
-    return console.fail(
-        f"Timed out after {timeout:g}s waiting for {name!r}, stuck at {stuck}{message}; "
-        f"check it with inv argocd.status (the operation may still finish)."
-    )
-
-
-def report(obj: Mapping[str, Any], name: str, dry_run: bool) -> None:
-    rows = app_state.synced_resources(obj)
-    if rows:
-        console.table(
-            f"{name}: per-resource results",
-            ["resource", "status", "message"],
-            [[r["resource"], r["status"], r["message"]] for r in rows],
-            ["red" if r["status"] == "SyncFailed" else None for r in rows],
-        )
-    outcome = app_state.sync_verdict(obj, dry_run=dry_run)
-    if outcome.verdict == "failed":
-        failures = "; ".join(outcome.failures) or "no resource reported a message"
-        console.fail(f"{name}: {outcome.summary}; failing resources: {failures}.")
-    console.out(f"{name}: {outcome.summary}", style="green")
+    flows.run_diff(c, app=app, json=json)
 
 
 @task(
@@ -335,56 +50,9 @@ def sync(  # noqa: PLR0917  (invoke passes flags as parameters)
     yes: bool = False,
 ) -> None:
     """Deploy an app: preflight, diff, confirm, sync, watch until Synced and Healthy. Exit 1 on failure."""
-    local = resolve_app(c, app)
-    name = local.name
-    try:
-        wait = float(timeout if timeout is not None else cfg(c, "sync_timeout"))
-    except ValueError:
-        console.fail(f"--timeout must be a number of seconds, not {timeout!r}.")
-    sha = deploy_revision(c, revision)
-    with connect(c) as api:
-        preflight_api(api)
-        current = live_app(api, local)
-        refuse_if_busy(current, name)
-        with console.status(f"Refreshing {name}"):
-            obj = refresh(api, name, current, float(cfg(c, "refresh_timeout")))
-        _diff_blockers(obj, name)
-        plan = show_diff(obj)
-        to_prune = [r for r in app_state.out_of_sync(obj) if r.requires_pruning]
-        if to_prune and not prune:
-            console.note(f"{len(to_prune)} resource(s) would be pruned only with --prune; they stay as they are")
-        view = app_state.view(obj)
-        if view.automated:
-            console.note(f"{name} auto-syncs; this sync runs now instead of waiting for the next reconcile")
-        if not plan.has_changes and not revision and view.sync_status == "Synced" and view.health == "Healthy":
-            console.out(
-                f"{name}: already Synced and Healthy at {view.sync_revision[:8]}; nothing to sync.", style="green"
-            )
-            return
-        what = "dry-run sync" if dry_run else "sync"
-        pinned = f" at {sha[:12]}" if revision else f" ({view.target_revision or 'target revision'})"
-        from blumeops_tasks.argocd.layer import LAYER
-        from blumeops_tasks.gitops.session import applying
+    from blumeops_tasks.argocd import flows
 
-        # The GitOps guard is absolute for argocd: ArgoCD deploys what is pushed, never the work tree.
-        with applying(c, LAYER, task="argocd.sync", targets=[name], allow_dirty=False) as record:
-            record.set_plan(plan)
-            console.confirm(f"{what.capitalize()} {name}{pinned}?", yes=yes, action=f"{what} {name}")
-            user = str(cfg(c, "username") or "") or f"{getpass.getuser()}@blumeops"
-            latest = _guard(api.get, name) or obj
-            request_sync(
-                api,
-                name,
-                latest,
-                username=user,
-                revision=sha if revision else "",
-                prune=prune,
-                dry_run=dry_run,
-                reason=f"inv argocd.sync by {user}",
-            )
-            console.out(f"{name}: {what} requested; watching")
-            final = wait_for_sync(api, name, wait, dry_run)
-            report(final, name, dry_run)
+    flows.run_sync(c, app=app, prune=prune, dry_run=dry_run, revision=revision, timeout=timeout, yes=yes)
 
 
 TASKS = (status, diff, sync)

@@ -10,7 +10,7 @@ import pytest
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from blumeops_tasks.argocd import layer, tasks
+from blumeops_tasks.argocd import checks, layer, tasks
 from blumeops_tasks.preflight import run_checks
 from tests.argocd.conftest import GitRepo, make_context
 from tests.argocd.fake_argo import FakeArgo, Script, application
@@ -178,7 +178,7 @@ def _preflight(c: Context) -> dict[str, tuple[str, str]]:
 
 def test_preflight_all_ok(ctx: Context, fake: FakeArgo) -> None:
     results = _preflight(ctx)
-    assert {name: status for name, (status, _) in results.items()} == dict.fromkeys(layer.PREFLIGHT_NAMES, "ok")
+    assert {name: status for name, (status, _) in results.items()} == dict.fromkeys(checks.PREFLIGHT_NAMES, "ok")
 
 
 def test_preflight_missing_kubeconfig(gitrepo: GitRepo, tmp_path: Path) -> None:
