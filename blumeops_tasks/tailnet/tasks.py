@@ -56,11 +56,11 @@ def preview_plan(c: Context) -> LayerPlan:
     return run_preview(c, checks.target(c))
 
 
-def _guard_or_fail(c: Context, verb: str, show: bool = True) -> None:
+def _guard_or_fail(c: Context, verb: str) -> None:
+    """Show the guard's table and stop with one sentence when any check fails."""
     results = gate(c)
     if runner.exit_code(results):
-        if show:
-            runner.render(f"Tailnet guard before {verb}", results)
+        runner.render(f"Tailnet guard before {verb}", results)
         console.fail(refusal(results, verb))
 
 
