@@ -185,6 +185,14 @@ class FakeArgo:
     def requests(self) -> list[tuple[str, str]]:
         return [(r.method.value, r.url.path) for r in self.call(lambda: list(self.km))]
 
+    def client_requests(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(method, path, query without timeoutSeconds) of every request the code under test made."""
+        return [
+            (r.method.value, r.url.path, {k: v for k, v in r.url.query.items() if k != "timeoutSeconds"})
+            for r in self.call(lambda: list(self.km))
+            if not str(r.headers.get("User-Agent", "")).startswith("kmock/")
+        ]
+
     def respond(self, method: str, status: int, message: str = "", *, everything: bool = False) -> None:
         """Every `method` request on applications (or on any path) answers `status` with a Status body."""
         body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status, "message": message}

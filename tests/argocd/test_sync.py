@@ -104,6 +104,18 @@ def test_running_then_succeeded_and_healthy(
     run_sync(ctx)
     # The refresh, then the operation with the resourceVersion read right before it.
     assert fake.patches("caddy") == [REFRESH, expected_sync_patch("1001")]
+    # Discovery, read, refresh, a watch until refreshed, read, patch, one watch until done: no polling.
+    app_path = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications"
+    watch = ("GET", app_path, {"fieldSelector": "metadata.name=caddy", "watch": "true"})
+    assert fake.client_requests() == [
+        ("GET", "/apis/argoproj.io/v1alpha1", {}),
+        ("GET", f"{app_path}/caddy", {}),
+        ("PATCH", f"{app_path}/caddy", {}),
+        watch,
+        ("GET", f"{app_path}/caddy", {}),
+        ("PATCH", f"{app_path}/caddy", {}),
+        watch,
+    ]
     out = capsys.readouterr().out
     assert "~ [argocd/caddy] update Deployment.apps/caddy/caddy (out of sync)" in out
     assert "caddy: phase Running, sync OutOfSync, health Healthy - one or more tasks are running" in out
