@@ -7,6 +7,7 @@ Everything on a `Layer` must be cheap to build: heavy imports happen inside the 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,3 +48,19 @@ class Layer:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     secret_env: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
+
+
+def deferred(target: str) -> Callable[..., Any]:
+    """`"package.module:function"` as a callable that imports the module on first call.
+
+    Layers hand these to `Layer(...)` so that building the namespace (`inv --list`) never imports
+    a layer's checks, parsers or clients.
+    """
+    module_name, _, function_name = target.partition(":")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module_name), function_name)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = function_name
+    call.__doc__ = f"Deferred {target}."
+    return call

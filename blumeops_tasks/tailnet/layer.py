@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from invoke.collection import Collection
 
-from blumeops_tasks.layer import Layer
-from blumeops_tasks.tailnet import checks, tasks
+from blumeops_tasks.layer import Layer, deferred
+from blumeops_tasks.tailnet import tasks
 
 NAME = "tailnet"
 
@@ -34,9 +34,9 @@ LAYER = Layer(
     help="Tailscale ACLs, device tags and DNS through Pulumi",
     collection=Collection(NAME, *tasks.TASKS),
     paths=("pulumi/",),
-    offline_checks=checks.offline_checks,
-    preflight_checks=checks.preflight_checks,
-    plan=tasks.preview_plan,
+    offline_checks=deferred("blumeops_tasks.tailnet.checks:offline_checks"),
+    preflight_checks=deferred("blumeops_tasks.tailnet.checks:preflight_checks"),
+    plan=deferred("blumeops_tasks.tailnet.workflow:preview_plan"),
     apply_task="tailnet.up",
     defaults=DEFAULTS,
     secret_env=("TAILSCALE_API_KEY", "TAILSCALE_OAUTH_CLIENT_SECRET", "PULUMI_CONFIG_PASSPHRASE"),

@@ -16,7 +16,7 @@ from blumeops_tasks import shell
 from blumeops_tasks.console import Declined
 from blumeops_tasks.plan import LayerPlan
 from blumeops_tasks.preflight import run_checks
-from blumeops_tasks.tailnet import checks, tasks
+from blumeops_tasks.tailnet import checks, tasks, workflow
 from tests.tailnet.conftest import context, fixture_text, make_root
 
 PYTHON = "/venv/bin/python"
@@ -142,7 +142,7 @@ def test_missing_credentials_are_named(root: Path, monkeypatch: pytest.MonkeyPat
 @pytest.mark.usefixtures("creds", "cli_on_path")
 def test_layer_plan_for_inv_plan(root: Path) -> None:
     c = context(root, runs(root, fixture_text("preview_delete.json")), python=PYTHON)
-    plan = tasks.preview_plan(c)
+    plan = workflow.preview_plan(c)
     assert plan.counts()["delete"] == 1
 
 
