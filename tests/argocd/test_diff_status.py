@@ -236,3 +236,29 @@ def test_layer_plan_reads_last_comparison(ctx: Context, fake: FakeArgo) -> None:
 def test_layer_plan_error_is_one_sentence(gitrepo: GitRepo, tmp_path: Path) -> None:
     plan = layer.plan(make_context(gitrepo.root, tmp_path / "state", kubeconfig=str(tmp_path / "none")))
     assert plan.error == f"No kubeconfig at {tmp_path / 'none'}; set KUBECONFIG or blumeops.argocd.kubeconfig."
+
+
+def test_watch_reopens_quiet_streams_until_the_deadline(ctx: Context, fake: FakeArgo) -> None:
+    import threading
+    import time
+
+    from blumeops_tasks.argocd import flows
+    from blumeops_tasks.argocd.client import ArgoApi
+
+    fake.put(application("caddy"))
+    fake.put(application("miniflux"))
+    # A change arrives after several quiet read timeouts; the other app's events are filtered out.
+    timer = threading.Timer(1.0, lambda: fake.put(application("caddy", health={"status": "Degraded"})))
+    timer.start()
+    seen: list[str] = []
+    with ArgoApi(flows.target(ctx)) as api:
+        for obj in api.watch("caddy", deadline=time.monotonic() + 10, chunk=0.3):
+            assert obj["metadata"]["name"] == "caddy"
+            seen.append(obj["status"]["health"]["status"])
+            if seen[-1] == "Degraded":
+                break
+    timer.join()
+    assert seen[0] == "Healthy"
+    assert seen[-1] == "Degraded"
+    watches = [r for r in fake.client_requests() if r[2].get("watch") == "true"]
+    assert len(watches) >= 3  # re-opened after each quiet 0.3 s read timeout
