@@ -178,7 +178,12 @@ def deploy_revision(c: Context, revision: str | None) -> str:
                 f"remote {remote!r} is {url or 'not set'}, but ArgoCD reads {repo_url}; "
                 f"the pushed check below is only as good as that match (set blumeops.argocd.remote)"
             )
-        revisions.ensure_pushed(c, repo, sha, remote, branch)
+        tip = revisions.ensure_pushed(c, repo, sha, remote, branch)
+        if not revision and tip != sha:
+            console.note(
+                f"{remote}/{branch} is at {tip[:12]}, ahead of your HEAD {sha[:12]}: ArgoCD deploys {tip[:12]} "
+                f"(the diff below is ArgoCD's own comparison with it); git pull to see what it holds"
+            )
     except revisions.RevisionError as exc:
         console.fail(str(exc))
     return sha
@@ -252,7 +257,8 @@ def wait_for_sync(api: ArgoApi, name: str, timeout: float, dry_run: bool) -> dic
     )
 
 
-def report(obj: Mapping[str, Any], name: str, dry_run: bool) -> None:
+def report(obj: Mapping[str, Any], name: str, dry_run: bool) -> str:
+    """Per-resource results, then the verdict: stops with exit 1 on failure, else returns the summary."""
     rows = app_state.synced_resources(obj)
     if rows:
         console.table(
@@ -266,6 +272,7 @@ def report(obj: Mapping[str, Any], name: str, dry_run: bool) -> None:
         failures = "; ".join(outcome.failures) or "no resource reported a message"
         console.fail(f"{name}: {outcome.summary}; failing resources: {failures}.")
     console.out(f"{name}: {outcome.summary}", style="green")
+    return outcome.summary
 
 
 def run_status(c: Context, json: bool = False) -> None:
@@ -373,4 +380,4 @@ def run_sync(
             )
             console.out(f"{name}: {what} requested; watching")
             final = wait_for_sync(api, name, wait, dry_run)
-            report(final, name, dry_run)
+            record.note(report(final, name, dry_run))

@@ -392,3 +392,32 @@ def test_remote_that_is_not_argocds_repo_is_named(
         f"remote 'origin' is {gitrepo.remote}, but ArgoCD reads https://forge.ops.eblu.me/eblume/blumeops.git; "
         "the pushed check below is only as good as that match (set blumeops.argocd.remote)"
     ) in err
+
+
+def test_remote_ahead_of_head_is_said(
+    ctx: Context, fake: FakeArgo, gitrepo: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(gitrepo.remote), str(other)], check=True)
+    (other / "NOTES.md").write_text("from another machine\n")
+    subprocess.run(["git", "-C", str(other), "add", "NOTES.md"], check=True)
+    subprocess.run(["git", "-C", str(other), "commit", "-qm", "elsewhere"], check=True)
+    subprocess.run(["git", "-C", str(other), "push", "-q"], check=True)
+    rev_parse = ["git", "-C", str(other), "rev-parse", "HEAD"]
+    tip = subprocess.run(rev_parse, capture_output=True, text=True, check=True).stdout
+    fake.put(application("caddy", resources=[{**DEPLOY, "status": "Synced"}]))
+    run_sync(ctx)
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"origin/main is at {tip[:12]}, ahead of your HEAD {gitrepo.head()[:12]}: ArgoCD deploys {tip[:12]}") in err
+
+
+def test_success_is_journaled_with_the_summary(ctx: Context, fake: FakeArgo, tmp_path: Path) -> None:
+    fake.put(out_of_sync_caddy())
+    fake.scripts["caddy"] = Script(
+        on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]},
+        on_operation=[RUNNING, succeeded("Healthy")],
+    )
+    run_sync(ctx)
+    assert journal(tmp_path)[-1]["message"] == "Synced and Healthy at ffffffff"
