@@ -29,7 +29,6 @@ from typing import Any
 
 import attrs
 import kmock
-from kmock._internal import enums, k8s
 
 APPS = kmock.resource("argoproj.io", "v1alpha1", "applications")
 NAMESPACE = "argocd"
@@ -43,7 +42,7 @@ def stamp(n: int) -> str:
 
 
 @attrs.define(kw_only=True)
-class ArgoEmulator(k8s.KubernetesEmulator):
+class ArgoEmulator(kmock.KubernetesEmulator):
     interlopers: int = 0
     patches: list[tuple[str, Any]] = attrs.field(factory=list)
     _rv: Any = attrs.field(factory=lambda: itertools.count(1000))
@@ -52,7 +51,7 @@ class ArgoEmulator(k8s.KubernetesEmulator):
         return str(next(self._rv))
 
     async def _handle(self, request: kmock.Request) -> Any:
-        if request.resource == APPS and request.action == enums.action.UPDATE and request.name:
+        if request.resource == APPS and request.action == kmock.action.UPDATE and request.name:
             if not str(request.headers.get("User-Agent", "")).startswith("kmock/"):  # not the controller's
                 self.patches.append((request.name, copy.deepcopy(request.data)))
             key = (APPS, request.namespace, request.name)
@@ -67,7 +66,7 @@ class ArgoEmulator(k8s.KubernetesEmulator):
                         await self._buses[APPS].put({"type": "MODIFIED", "object": obj.raw})
                     stored = (obj.raw.get("metadata") or {}).get("resourceVersion")
                     if wanted is not None and wanted != stored:
-                        raise k8s.KubernetesError(
+                        raise kmock.KubernetesError(
                             status=409,
                             reason="Conflict",
                             message=f'Operation cannot be fulfilled on applications.argoproj.io "{request.name}": '
