@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from ansible.playbook.handler import Handler
@@ -65,11 +66,11 @@ class CallbackModule(CallbackBase):
     def _write(self) -> None:
         if not self._path:
             return
-        directory = os.path.dirname(os.path.abspath(self._path))
-        fd, tmp = tempfile.mkstemp(prefix=".results-", dir=directory)
+        target = Path(self._path).absolute()
+        fd, tmp = tempfile.mkstemp(prefix=".results-", dir=target.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(self._doc, handle, default=str)
-        os.replace(tmp, self._path)
+        Path(tmp).replace(target)
 
     def _diff_text(self, result: dict[str, Any]) -> str:
         diffs: list[Any] = []

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blumeops_tasks.plan import Change, LayerPlan, PlanBuilder
+from blumeops_tasks.plan import Action, Change, LayerPlan, PlanBuilder
 
 RECAP_KEYS = ("ok", "changed", "failures", "unreachable", "skipped", "rescued", "ignored")
 
@@ -56,7 +56,9 @@ def problems(doc: dict[str, Any]) -> list[Problem]:
     for record in doc.get("tasks") or []:
         status = record.get("status")
         if status == "unreachable" or (status == "failed" and not record.get("ignore_errors")):
-            found.append(Problem(str(record.get("host")), task_label(record), str(status), str(record.get("msg") or "")))
+            found.append(
+                Problem(str(record.get("host")), task_label(record), str(status), str(record.get("msg") or ""))
+            )
     return found
 
 
@@ -64,7 +66,7 @@ def change_for(record: dict[str, Any]) -> Change:
     """A changed task as a plan change: "update" when it changes a file (has a diff), else "run"."""
     diff = str(record.get("diff") or "")
     path = str(record.get("path") or "")
-    action = "update" if diff.strip() else "run"
+    action: Action = "update" if diff.strip() else "run"
     detail = path if path else str(record.get("action") or "")
     if record.get("handler"):
         detail = f"handler; {detail}" if detail else "handler"

@@ -70,7 +70,9 @@ def offline_checks(c: Context, p: Project) -> list[CheckSpec]:
 
 def _ansible_version(c: Context, p: Project) -> Outcome:
     if not shell.which(p.ansible_playbook):
-        return failed(f"{p.ansible_playbook} is not installed", "pip install 'ansible-core>=2.19' (or pip install -e .)")
+        return failed(
+            f"{p.ansible_playbook} is not installed", "pip install 'ansible-core>=2.19' (or pip install -e .)"
+        )
     result = shell.run(c, f"{p.ansible_playbook} --version", env=ansible_env(p), hide=True, warn=True)
     if result.exited != 0:
         return failed(f"{p.ansible_playbook} --version failed: {last_line(result.stderr)}", "reinstall ansible-core")

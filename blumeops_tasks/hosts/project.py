@@ -107,7 +107,11 @@ def inventory_command(p: Project) -> str:
 
 def load_inventory(c: Context, p: Project) -> Inventory:
     """Parse the inventory with ansible-inventory; an unparsable source is an error, not a warning."""
-    env = {**ansible_env(p), "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"}
+    env = {
+        **ansible_env(p),
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+        "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True",
+    }
     result: Result = shell.run(c, inventory_command(p), env=env, hide=True, warn=True)
     if result.exited != 0:
         raise ProjectError(

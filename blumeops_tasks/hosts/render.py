@@ -72,7 +72,9 @@ def spec_mismatches(role_dir: Path) -> list[str]:
     )
     prefix = f"{role_dir.name}_"
     problems.extend(
-        f"{role_dir.name}: default {name} lacks the role prefix {prefix}" for name in defaults if not name.startswith(prefix)
+        f"{role_dir.name}: default {name} lacks the role prefix {prefix}"
+        for name in defaults
+        if not name.startswith(prefix)
     )
     return problems
 

@@ -89,7 +89,9 @@ def script(probe_list: list[Probe], python: str = "python3") -> str:
         if probe.process:
             # -x: the regex must match the whole process name (15 characters on Linux), never a command line.
             name = shlex.quote(probe.process)
-            lines.append(f"if pgrep -x {name} >/dev/null 2>&1; then r=up; else r=down; fi; printf 'process\\t{index}\\t%s\\n' $r")
+            lines.append(
+                f"if pgrep -x {name} >/dev/null 2>&1; then r=up; else r=down; fi; printf 'process\\t{index}\\t%s\\n' $r"
+            )
         for spec in probe.ports:
             host, port = address(spec)
             key = shlex.quote(f"{index}|{spec}")
@@ -99,7 +101,9 @@ def script(probe_list: list[Probe], python: str = "python3") -> str:
             )
         for path in probe.files:
             key = shlex.quote(f"{index}|{path}")
-            lines.append(f"if [ -e {shlex.quote(path)} ]; then r=up; else r=down; fi; printf 'file\\t%s\\t%s\\n' {key} $r")
+            lines.append(
+                f"if [ -e {shlex.quote(path)} ]; then r=up; else r=down; fi; printf 'file\\t%s\\t%s\\n' {key} $r"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -99,7 +99,11 @@ def check_run(
         with console.status(f"Previewing {p.rel(playbook)} (--check --diff)"):
             result = shell.run(c, command, env=ansible_env(p, results), hide=True, warn=True)
         doc = callback_parse.load(results)
-    note = f"{p.rel(playbook)} --check --diff" + (f" --tags {tags}" if tags else "") + (f" --limit {limit}" if limit else "")
+    note = (
+        f"{p.rel(playbook)} --check --diff"
+        + (f" --tags {tags}" if tags else "")
+        + (f" --limit {limit}" if limit else "")
+    )
     plan = callback_parse.to_plan(doc, NAME, note=note)
     if result.exited != 0 and not plan.error:
         plan = LayerPlan(
@@ -144,7 +148,7 @@ def layer_plan(c: Context) -> LayerPlan:
         "json": "print the plan as JSON",
     }
 )
-def preview(
+def preview(  # noqa: PLR0917  (invoke passes flags as parameters)
     c: Context,
     host: str | None = None,
     tags: str | None = None,
@@ -230,7 +234,7 @@ def _summary(doc: dict[str, Any] | None) -> None:
         "allow_dirty": "apply even when the layer's files are uncommitted or not pushed (journaled as dirty)",
     }
 )
-def provision(
+def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
     c: Context,
     host: str | None = None,
     tags: str | None = None,
@@ -284,14 +288,12 @@ def connection(target: SshTarget, timeout: float) -> Connection:
 
     Unknown host keys are rejected, as Ansible's ssh does with host_key_checking.
     """
-    import os
-
     from fabric import Connection
     from paramiko import RejectPolicy
 
     kwargs: dict[str, Any] = {"look_for_keys": not target.key_file, "allow_agent": not target.key_file}
     if target.key_file:
-        kwargs["key_filename"] = os.path.expanduser(target.key_file)
+        kwargs["key_filename"] = str(Path(target.key_file).expanduser())
     conn = Connection(
         host=target.address,
         user=target.user or None,
@@ -299,9 +301,9 @@ def connection(target: SshTarget, timeout: float) -> Connection:
         connect_timeout=timeout,
         connect_kwargs=kwargs,
     )
-    known = target.known_hosts_file()
-    if known and Path(os.path.expanduser(known)).is_file():
-        conn.client.load_host_keys(os.path.expanduser(known))
+    known = Path(target.known_hosts_file()).expanduser() if target.known_hosts_file() else None
+    if known and known.is_file():
+        conn.client.load_host_keys(str(known))
     conn.client.set_missing_host_key_policy(RejectPolicy())
     return conn
 

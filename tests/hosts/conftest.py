@@ -31,7 +31,7 @@ class SshdHost:
     ansible_home: Path
     control_dir: Path
 
-    def connection_vars(self, name: str = "indri") -> dict[str, Any]:
+    def connection_vars(self) -> dict[str, Any]:
         return {
             "ansible_host": "127.0.0.1",
             "ansible_port": self.sshd.port,
@@ -95,7 +95,10 @@ class TestInventory:
 
 
 def make_inventory(
-    root: Path, host: SshdHost, home: Path, hosts: dict[str, dict[str, Any]] | None = None,
+    root: Path,
+    host: SshdHost,
+    home: Path,
+    hosts: dict[str, dict[str, Any]] | None = None,
     group: str = "linux",
 ) -> TestInventory:
     """A tmp inventory: the repo's group_vars and indri's host_vars, hosts pointing at the test sshd."""
@@ -104,7 +107,7 @@ def make_inventory(
     (inv / "host_vars").mkdir(parents=True)
     shutil.copy(REPO / "inventory" / "host_vars" / "indri.yml", inv / "host_vars" / "indri.yml")
     entries = hosts if hosts is not None else {"indri": {}}
-    members = {name: {**host.connection_vars(name), **test_overrides(), **extra} for name, extra in entries.items()}
+    members = {name: {**host.connection_vars(), **test_overrides(), **extra} for name, extra in entries.items()}
     (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {group: {"hosts": members}}}}, sort_keys=False))
     state = root / "state"
     env = clean_environ(

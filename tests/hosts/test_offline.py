@@ -15,7 +15,15 @@ from invoke.runners import Result
 
 from blumeops_tasks.hosts import callback_parse, render
 from blumeops_tasks.hosts import status as probing
-from blumeops_tasks.hosts.inventory import Inventory, ProjectError, SshTarget, play_patterns, play_roles, playbook_for, ssh_command
+from blumeops_tasks.hosts.inventory import (
+    Inventory,
+    ProjectError,
+    SshTarget,
+    play_patterns,
+    play_roles,
+    playbook_for,
+    ssh_command,
+)
 from blumeops_tasks.hosts.project import Project, playbook_command
 from tests.conftest import REPO, clean_environ, require_tool, run_inv
 
@@ -23,8 +31,9 @@ DATA = Path(__file__).parent / "data"
 ROLES = REPO / "roles"
 ROLE_NAMES = ["borgmatic", "caddy", "node_exporter"]
 SAMPLE = {
-    "caddy_sites": [{"name": "a", "address": "a.example", "backends": ["127.0.0.1:1"], "tls": "internal",
-                     "headers": {"X-A": "b"}}],
+    "caddy_sites": [
+        {"name": "a", "address": "a.example", "backends": ["127.0.0.1:1"], "tls": "internal", "headers": {"X-A": "b"}}
+    ],
     "borgmatic_source_directories": ["/srv"],
     "borgmatic_repositories": [{"path": "/backup/repo", "label": "local"}],
 }
@@ -84,41 +93,59 @@ def test_rendered_caddyfile_passes_caddy_validate(tmp_path: Path) -> None:
     caddyfile = next(r for r in render.render_role(ROLES / "caddy", "debian", SAMPLE) if r.template == "Caddyfile.j2")
     path = tmp_path / "Caddyfile"
     path.write_text(caddyfile.text)
-    result = subprocess.run([caddy, "validate", "--adapter", "caddyfile", "--config", str(path)],
-                            capture_output=True, text=True, env=clean_environ(tmp_path), check=False)
+    result = subprocess.run(
+        [caddy, "validate", "--adapter", "caddyfile", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env=clean_environ(tmp_path),
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_rendered_borgmatic_config_passes_borgmatic(tmp_path: Path) -> None:
     borgmatic = require_tool("borgmatic")
-    config = next(r for r in render.render_role(ROLES / "borgmatic", "debian", SAMPLE) if r.template == "config.yaml.j2")
+    config = next(
+        r for r in render.render_role(ROLES / "borgmatic", "debian", SAMPLE) if r.template == "config.yaml.j2"
+    )
     path = tmp_path / "config.yaml"
     path.write_text(config.text)
-    result = subprocess.run([borgmatic, "config", "validate", "--config", str(path)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [borgmatic, "config", "validate", "--config", str(path)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ansible_lint_production_profile(tmp_path: Path) -> None:
     lint = require_tool("ansible-lint")
     env = clean_environ(tmp_path, {"ANSIBLE_HOME": str(tmp_path / "ansible")})
-    result = subprocess.run([lint, "--offline", "--profile", "production", "playbooks/", "roles/"],
-                            cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=600)
+    result = subprocess.run(
+        [lint, "--offline", "--profile", "production", "playbooks/", "roles/"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def test_lint_config_has_no_unexplained_skips() -> None:
     config = yaml.safe_load((REPO / ".ansible-lint").read_text())
     assert config["profile"] == "production"
-    assert not config.get("skip_list") and not config.get("warn_list")
+    assert not config.get("skip_list")
+    assert not config.get("warn_list")
 
 
 def test_inv_check_hosts_passes(tmp_path: Path) -> None:
     result = run_inv("check", "--layer=hosts", "--json", env=clean_environ(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     names = {c["name"]: c["status"] for c in json.loads(result.stdout)["checks"]}
-    assert names["inventory parses"] == "ok" and names["syntax indri.yml"] == "ok"
-    assert names["argument specs = defaults"] == "ok" and names["templates render"] == "ok"
+    assert names["inventory parses"] == "ok"
+    assert names["syntax indri.yml"] == "ok"
+    assert names["argument specs = defaults"] == "ok"
+    assert names["templates render"] == "ok"
 
 
 def test_inv_check_fails_on_a_broken_playbook(tmp_path: Path) -> None:
@@ -142,9 +169,12 @@ def test_check_run_becomes_a_plan() -> None:
     assert plan.error is None
     assert [t.target for t in plan.targets] == ["indri"]
     caddy, passphrase = plan.targets[0].changes
-    assert caddy.action == "update" and caddy.detail == "/etc/caddy/Caddyfile"
-    assert "-\tadmin localhost:2019" in caddy.diff and "+\tadmin localhost:2030" in caddy.diff
-    assert passphrase.action == "run" and passphrase.diff == ""  # no_log: no diff, no path
+    assert caddy.action == "update"
+    assert caddy.detail == "/etc/caddy/Caddyfile"
+    assert "-\tadmin localhost:2019" in caddy.diff
+    assert "+\tadmin localhost:2030" in caddy.diff
+    assert passphrase.action == "run"
+    assert passphrase.diff == ""
     assert callback_parse.summary_rows(doc)[0][-1] == "changed"
 
 
@@ -181,27 +211,38 @@ def test_missing_results_file_is_an_error(tmp_path: Path) -> None:
 
 
 def inventory_fixture() -> Inventory:
-    return Inventory.from_list_json({
-        "_meta": {"hostvars": {
-            "indri": {"ansible_host": "10.0.0.1", "ansible_user": "erich",
-                      "ansible_ssh_common_args": "-o UserKnownHostsFile=/k/known"},
-            "gilbert": {}, "sifaka": {"ansible_port": 2200},
-        }},
-        "all": {"children": ["ungrouped", "macos", "linux"]},
-        "macos": {"hosts": ["indri", "gilbert"]},
-        "linux": {"hosts": ["sifaka"]},
-    })
+    return Inventory.from_list_json(
+        {
+            "_meta": {
+                "hostvars": {
+                    "indri": {
+                        "ansible_host": "10.0.0.1",
+                        "ansible_user": "erich",
+                        "ansible_ssh_common_args": "-o UserKnownHostsFile=/k/known",
+                    },
+                    "gilbert": {},
+                    "sifaka": {"ansible_port": 2200},
+                }
+            },
+            "all": {"children": ["ungrouped", "macos", "linux"]},
+            "macos": {"hosts": ["indri", "gilbert"]},
+            "linux": {"hosts": ["sifaka"]},
+        }
+    )
 
 
-@pytest.mark.parametrize(("pattern", "expected"), [
-    ("indri", ["indri"]),
-    ("macos", ["indri", "gilbert"]),
-    ("all", ["indri", "gilbert", "sifaka"]),
-    ("macos:!gilbert", ["indri"]),
-    ("all,&linux", ["sifaka"]),
-    ("g*", ["gilbert"]),
-    ("nosuch", []),
-])
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("indri", ["indri"]),
+        ("macos", ["indri", "gilbert"]),
+        ("all", ["indri", "gilbert", "sifaka"]),
+        ("macos:!gilbert", ["indri"]),
+        ("all,&linux", ["sifaka"]),
+        ("g*", ["gilbert"]),
+        ("nosuch", []),
+    ],
+)
 def test_patterns(pattern: str, expected: list[str]) -> None:
     assert inventory_fixture().match(pattern) == expected
 
@@ -232,14 +273,26 @@ def test_playbooks_and_roles() -> None:
 
 
 def project_fixture() -> Project:
-    return Project(REPO, Path("/inv"), REPO / "playbooks", REPO / "roles", REPO / "ansible.cfg",
-                   "ansible-playbook", "ansible-inventory", "site", 5.0)
+    return Project(
+        REPO,
+        Path("/inv"),
+        REPO / "playbooks",
+        REPO / "roles",
+        REPO / "ansible.cfg",
+        "ansible-playbook",
+        "ansible-inventory",
+        "site",
+        5.0,
+    )
 
 
 def test_command_lines_are_pinned() -> None:
     p = project_fixture()
     book = REPO / "playbooks/indri.yml"
-    assert playbook_command(p, book, mode="syntax") == f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --syntax-check"
+    assert (
+        playbook_command(p, book, mode="syntax")
+        == f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --syntax-check"
+    )
     assert playbook_command(p, book, mode="check", tags="caddy", limit="indri") == (
         f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --check --diff --tags caddy --limit indri"
     )
@@ -247,10 +300,13 @@ def test_command_lines_are_pinned() -> None:
     from blumeops_tasks.hosts.tasks import syntax_error
 
     assert syntax_error(c, p, book) is None
-    failing = MockContext(run={
-        f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --syntax-check":
-            Result(exited=4, stderr="[ERROR]: the role 'x' was not found\n"),
-    })
+    failing = MockContext(
+        run={
+            f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --syntax-check": Result(
+                exited=4, stderr="[ERROR]: the role 'x' was not found\n"
+            ),
+        }
+    )
     assert syntax_error(failing, p, book) == "playbooks/indri.yml fails --syntax-check: the role 'x' was not found"
 
 
@@ -258,8 +314,11 @@ def test_command_lines_are_pinned() -> None:
 
 
 def test_status_probes_follow_host_vars() -> None:
-    probes = probing.probes(ROLES, ["caddy", "node_exporter", "borgmatic"],
-                            {"node_exporter_listen_address": "0.0.0.0:9555", "caddy_admin_address": "localhost:2099"})
+    probes = probing.probes(
+        ROLES,
+        ["caddy", "node_exporter", "borgmatic"],
+        {"node_exporter_listen_address": "0.0.0.0:9555", "caddy_admin_address": "localhost:2099"},
+    )
     assert [(p.name, p.ports, p.files) for p in probes] == [
         ("caddy", ("localhost:2099", "80"), ()),
         ("node_exporter", ("0.0.0.0:9555",), ()),

@@ -37,7 +37,9 @@ def digest(path: Path) -> str:
 
 
 def snapshot() -> dict[str, str]:
-    return {str(p): digest(p) for p in (CADDYFILE, BORGMATIC_DIR / "config.yaml", BORGMATIC_DIR / "passphrase", NODE_ARGS)}
+    return {
+        str(p): digest(p) for p in (CADDYFILE, BORGMATIC_DIR / "config.yaml", BORGMATIC_DIR / "passphrase", NODE_ARGS)
+    }
 
 
 def validate(*command: str) -> subprocess.CompletedProcess[str]:
@@ -64,18 +66,19 @@ def provisioned(sshd_host: SshdHost, tmp_path_factory: pytest.TempPathFactory) -
     home.mkdir()
     inv = make_inventory(root, sshd_host, home)
     result = run_inv("hosts.provision", "--host=indri", "--yes", "--allow-dirty", env=inv.env)
-    yield inv, result
+    return inv, result
 
 
 def test_provision_end_to_end(provisioned: tuple[TestInventory, Any]) -> None:
-    inv, result = provisioned
+    _inv, result = provisioned
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Provisioned indri." in result.stdout
     assert "PLAY RECAP" in result.stdout  # ansible's own human output is streamed as it is
     # Every managed file is in place, headed with ansible_managed.
     caddyfile = CADDYFILE.read_text()
     assert MANAGED in caddyfile
-    assert "reverse_proxy 127.0.0.1:3000" in caddyfile and "grafana.ops.eblu.me {" in caddyfile
+    assert "reverse_proxy 127.0.0.1:3000" in caddyfile
+    assert "grafana.ops.eblu.me {" in caddyfile
     assert 'ARGS="--web.listen-address=0.0.0.0:9100"' in NODE_ARGS.read_text()
     assert MANAGED in (BORGMATIC_DIR / "config.yaml").read_text()
     passphrase = BORGMATIC_DIR / "passphrase"
@@ -90,7 +93,8 @@ def test_provision_end_to_end(provisioned: tuple[TestInventory, Any]) -> None:
     checked = validate("sh", "-c", f". {NODE_ARGS} && exec prometheus-node-exporter $ARGS --version")
     assert checked.returncode == 0, checked.stderr
     # The summary table names the host and its recap.
-    assert "Provisioned" in result.stdout and "indri" in result.stdout
+    assert "Provisioned" in result.stdout
+    assert "indri" in result.stdout
 
 
 def test_second_run_changes_nothing(provisioned: tuple[TestInventory, Any], tmp_path: Path) -> None:
@@ -103,11 +107,16 @@ def test_second_run_changes_nothing(provisioned: tuple[TestInventory, Any], tmp_
     env = {**inv.env, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "BLUMEOPS_ANSIBLE_RESULTS": str(results)}
     bare = subprocess.run(
         ["ansible-playbook", "-i", str(inv.path), "playbooks/indri.yml"],
-        cwd=REPO, env=env, capture_output=True, text=True, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert bare.returncode == 0, bare.stdout[-2000:]
     stats = json.loads(results.read_text())["stats"]["indri"]
-    assert stats["changed"] == 0 and stats["failures"] == 0, stats
+    assert stats["changed"] == 0, stats
+    assert stats["failures"] == 0, stats
 
 
 def test_changed_variable_shows_as_diff_of_the_right_file(provisioned: tuple[TestInventory, Any]) -> None:
@@ -122,7 +131,8 @@ def test_changed_variable_shows_as_diff_of_the_right_file(provisioned: tuple[Tes
     found = changes(document)
     assert [c["detail"] for c in found] == [str(CADDYFILE)], found
     assert found[0]["action"] == "update"
-    assert "-\tadmin localhost:2019" in found[0]["diff"] and "+\tadmin localhost:2020" in found[0]["diff"]
+    assert "-\tadmin localhost:2019" in found[0]["diff"]
+    assert "+\tadmin localhost:2020" in found[0]["diff"]
     assert document["layers"][0]["targets"][0]["target"] == "indri"
     assert snapshot() == before  # the preview left the host untouched
 
@@ -184,8 +194,9 @@ def test_failing_assert_fails_preview_naming_task_and_host(provisioned: tuple[Te
         original = yaml.safe_load((REPO / "inventory/host_vars/indri.yml").read_text())["caddy_sites"]
         inv.set_host_var("caddy_sites", original)
     assert result.returncode == 1
-    assert "task 'caddy : Caddy | assert every site names an address and at least one backend' failed on host indri" in (
-        result.stderr
+    assert (
+        "task 'caddy : Caddy | assert every site names an address and at least one backend' failed on host indri"
+        in (result.stderr)
     )
 
 
@@ -205,15 +216,18 @@ def test_provision_without_yes_and_terminal_refuses(provisioned: tuple[TestInven
     assert any(journal.rglob("*")), "the refused apply is journaled"
 
 
-def test_unreachable_host_fails_preflight_before_any_play(sshd_host: SshdHost, tmp_path: Path, isolated_env: Path) -> None:
+def test_unreachable_host_fails_preflight_before_any_play(
+    sshd_host: SshdHost, tmp_path: Path, isolated_env: Path
+) -> None:
     port = unused_port()
     inv = make_inventory(tmp_path, sshd_host, isolated_env, hosts={"indri": {"ansible_port": port}})
     before = snapshot()
     result = run_inv("hosts.provision", "--host=indri", "--yes", "--allow-dirty", env=inv.env)
     assert result.returncode == 1
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("Preflight failed: host indri (root@127.0.0.1:%d) is unreachable over SSH" % port)
-    assert "PLAY [" not in result.stdout and "TASK [" not in result.stdout
+    assert message.startswith(f"Preflight failed: host indri (root@127.0.0.1:{port}) is unreachable over SSH")
+    assert "PLAY [" not in result.stdout
+    assert "TASK [" not in result.stdout
     assert snapshot() == before
 
 

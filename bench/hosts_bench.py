@@ -1,0 +1,187 @@
+"""Benchmarks of the hosts layer, measured side by side in one run against a private sshd.
+
+    python bench/hosts_bench.py [--runs 3]
+
+Starts its own sshd on 127.0.0.1 (tests/hosts/sshd.py; this machine plays the host, as in the
+tests), provisions the shipped indri playbook once to converge, then times idempotent runs
+(median of --runs, interleaved) and prints three ratios with their goals:
+
+  1. ansible-playbook with the repo's ansible.cfg vs ansible's defaults     goal <= 0.60
+  2. `inv hosts.provision --yes` vs bare ansible-playbook (repo cfg)          goal <= 1.10
+  3. `inv hosts.preview` across 8 inventory hosts vs 1 (same sshd)            goal <= 3.00
+
+Writes to the same files the tests do (/etc/caddy, /etc/borgmatic, /etc/default/...): run it on a
+disposable machine. Stops the sshd and the ssh control masters it caused at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.hosts.sshd import PrivateSshd, start_sshd  # noqa: E402
+
+PASSPHRASE = "bench-passphrase-7781"
+
+
+def connection(sshd: PrivateSshd, known: Path) -> dict[str, object]:
+    return {
+        "ansible_host": "127.0.0.1",
+        "ansible_port": sshd.port,
+        "ansible_user": sshd.user,
+        "ansible_ssh_private_key_file": str(sshd.key),
+        "ansible_ssh_common_args": f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes",
+        "borgmatic_pip_executable": shutil.which("pip") or "pip3",
+        "borgmatic_binary": shutil.which("borgmatic") or "/usr/local/bin/borgmatic",
+    }
+
+
+def inventory(root: Path, name: str, hosts: dict[str, dict[str, object]], as_group: bool) -> Path:
+    """The repo's group_vars plus indri's host_vars; with as_group, "indri" is a group of hosts."""
+    inv = root / name
+    shutil.copytree(REPO / "inventory" / "group_vars", inv / "group_vars")
+    if as_group:
+        shutil.copy(REPO / "inventory/host_vars/indri.yml", inv / "group_vars" / "indri.yml")
+        tree = {"all": {"children": {"linux": {"children": {"indri": {"hosts": hosts}}}}}}
+    else:
+        (inv / "host_vars").mkdir()
+        shutil.copy(REPO / "inventory/host_vars/indri.yml", inv / "host_vars" / "indri.yml")
+        tree = {"all": {"children": {"linux": {"hosts": hosts}}}}
+    (inv / "hosts.yml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    return inv
+
+
+def timed(command: list[str], env: dict[str, str], expect: tuple[int, ...] = (0,)) -> float:
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - started
+    if result.returncode not in expect:
+        sys.exit(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return elapsed
+
+
+def median_of(runs: int, measures: dict[str, Callable[[], float]]) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(runs):
+        for name, measure in measures.items():  # interleaved: drift hits every side alike
+            samples[name].append(measure())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per side (median)")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="blumeops-bench-hosts-"))
+    sshd = start_sshd(work / "sshd")
+    control = work / "cp"
+    control.mkdir()
+    try:
+        key = (sshd.workdir / "host_ed25519.pub").read_text().split()
+        known = work / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{sshd.port} {key[0]} {key[1]}\n")
+        (work / "home").mkdir()
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "INVOKE_", "BLUMEOPS_"))}
+        base.update(
+            HOME=str(work / "home"),
+            NO_COLOR="1",
+            BORG_PASSPHRASE=PASSPHRASE,
+            ANSIBLE_SSH_CONTROL_PATH_DIR=str(control),
+            INVOKE_BLUMEOPS_STATE_DIR=str(work / "state"),
+        )
+        conn = connection(sshd, known)
+        one = inventory(work, "one", {"indri": conn}, as_group=False)
+        group1 = inventory(work, "group1", {"indri1": conn}, as_group=True)
+        group8 = inventory(work, "group8", {f"indri{i}": conn for i in range(1, 9)}, as_group=True)
+
+        repo_env = {
+            **base,
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_HOME": str(work / "ah-repo"),
+            "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(work / "facts"),
+        }
+        empty_cfg = work / "empty.cfg"
+        empty_cfg.write_text("")
+        # Ansible's defaults: an empty config; only the roles path is given (not a speed knob).
+        default_env = {
+            **base,
+            "ANSIBLE_CONFIG": str(empty_cfg),
+            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+            "ANSIBLE_HOME": str(work / "ah-default"),
+        }
+        playbook = ["ansible-playbook", "-i", str(one), "playbooks/indri.yml"]
+        inv_env = {**repo_env, "INVOKE_BLUMEOPS_HOSTS_INVENTORY": str(one)}
+        inv = [sys.executable, "-m", "invoke"]
+
+        print(f"sshd on 127.0.0.1:{sshd.port}; converging indri once ...", flush=True)
+        timed(playbook, repo_env)
+        timed(playbook, default_env)
+
+        print(f"timing {args.runs} runs per side ...", flush=True)
+        results = median_of(
+            args.runs,
+            {
+                "repo ansible.cfg": lambda: timed(playbook, repo_env),
+                "ansible defaults": lambda: timed(playbook, default_env),
+                "inv hosts.provision --yes": lambda: timed(
+                    [*inv, "hosts.provision", "--host=indri", "--yes", "--allow-dirty"], inv_env
+                ),
+                "hosts.preview, 1 host": lambda: timed(
+                    [*inv, "hosts.preview", "--host=indri"],
+                    {**repo_env, "INVOKE_BLUMEOPS_HOSTS_INVENTORY": str(group1)},
+                    expect=(0, 2),
+                ),
+                "hosts.preview, 8 hosts": lambda: timed(
+                    [*inv, "hosts.preview", "--host=indri"],
+                    {**repo_env, "INVOKE_BLUMEOPS_HOSTS_INVENTORY": str(group8)},
+                    expect=(0, 2),
+                ),
+            },
+        )
+        print()
+        for name, seconds in results.items():
+            print(f"  {name:<28} {seconds:6.2f} s (median of {args.runs})")
+        print()
+        rows = [
+            (
+                "repo ansible.cfg / ansible defaults (idempotent)",
+                results["repo ansible.cfg"] / results["ansible defaults"],
+                0.60,
+            ),
+            (
+                "inv hosts.provision --yes / bare ansible-playbook",
+                results["inv hosts.provision --yes"] / results["repo ansible.cfg"],
+                1.10,
+            ),
+            (
+                "hosts.preview 8 hosts / 1 host",
+                results["hosts.preview, 8 hosts"] / results["hosts.preview, 1 host"],
+                3.00,
+            ),
+        ]
+        for label, ratio, goal in rows:
+            verdict = "meets goal" if ratio <= goal else "MISSES goal"
+            print(f"  {label:<52} {ratio:5.2f}  (goal <= {goal:.2f}: {verdict})")
+    finally:
+        for socket in control.glob("*"):
+            subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={socket}", "x"], capture_output=True, check=False)
+        sshd.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
