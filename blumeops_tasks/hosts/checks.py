@@ -68,7 +68,7 @@ def offline_checks(c: Context, p: Project) -> list[CheckSpec]:
 # -- preflight -----------------------------------------------------------------------------------
 
 
-def _ansible_version(c: Context, p: Project) -> Outcome:
+def ansible_version(c: Context, p: Project) -> Outcome:
     if not shell.which(p.ansible_playbook):
         return failed(
             f"{p.ansible_playbook} is not installed", "pip install 'ansible-core>=2.19' (or pip install -e .)"
@@ -118,7 +118,7 @@ def preflight_checks(
     c: Context, p: Project, inv: Inventory | None, hosts: list[str], roles: list[str]
 ) -> list[CheckSpec]:
     """ansible present, each targeted host reachable (concurrently, each with a timeout), secrets present."""
-    specs = [CheckSpec(NAME, "ansible-playbook", lambda: _ansible_version(c, p))]
+    specs = [CheckSpec(NAME, "ansible-playbook", lambda: ansible_version(c, p))]
     if inv is not None:
         specs += [_reach_spec(c, inv.ssh_target(host), p.ssh_timeout) for host in hosts]
     needed = required_env(p.roles, roles)

@@ -176,31 +176,32 @@ def preview(  # noqa: PLR0917  (invoke passes flags as parameters)
 def _preflight(
     c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None
 ) -> tuple[Inventory, list[str]]:
-    """Inventory, then (concurrently) ansible version, syntax, each host over SSH, secrets.
+    """Ansible version and syntax check run while the inventory loads; then each targeted host over
+    SSH (concurrently, each with a timeout) and the roles' secrets.
 
     Any failure stops here, before any play runs, with one sentence per failed check.
     """
-    try:
-        inv = load_inventory(c, p)
-    except ProjectError as exc:
-        console.fail(str(exc))
-    hosts = _targets(p, inv, playbook, limit)
-    roles = play_roles(playbook, tags)
-    specs = checks.preflight_checks(c, p, inv, hosts, roles)
-    specs.append(
-        runner.CheckSpec(
-            NAME,
-            "syntax",
-            lambda: (
-                runner.failed(problem, "fix the playbook")
-                if (problem := syntax_error(c, p, playbook))
-                else runner.ok(f"{p.rel(playbook)} passes --syntax-check")
-            ),
-            timeout=60,
-        )
-    )
-    with console.status(f"Preflight: {len(hosts)} hosts, {len(roles)} roles"):
-        results = runner.run_checks(specs, default_timeout=float(setting(c, "preflight_timeout")))
+    from concurrent.futures import ThreadPoolExecutor
+
+    def syntax() -> runner.Outcome:
+        problem = syntax_error(c, p, playbook)
+        return runner.failed(problem, "fix the playbook") if problem else runner.ok(f"{p.rel(playbook)} passes syntax")
+
+    early = [
+        runner.CheckSpec(NAME, "ansible-playbook", lambda: checks.ansible_version(c, p)),
+        runner.CheckSpec(NAME, "syntax", syntax, timeout=60),
+    ]
+    timeout = float(setting(c, "preflight_timeout"))
+    with console.status("Preflight"), ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(runner.run_checks, early, timeout)
+        try:
+            inv = load_inventory(c, p)
+        except ProjectError as exc:
+            console.fail(str(exc))
+        hosts = _targets(p, inv, playbook, limit)
+        roles = play_roles(playbook, tags)
+        later = [s for s in checks.preflight_checks(c, p, inv, hosts, roles) if s.name != "ansible-playbook"]
+        results = first.result() + runner.run_checks(later, default_timeout=timeout)
     failures = [r for r in results if r.status == "fail"]
     if failures:
         runner.render("Preflight", results)

@@ -79,7 +79,7 @@ def test_overrides() -> dict[str, Any]:
 
 
 @dataclass
-class TestInventory:
+class HostsInventory:
     path: Path
     env: dict[str, str]
 
@@ -100,7 +100,7 @@ def make_inventory(
     home: Path,
     hosts: dict[str, dict[str, Any]] | None = None,
     group: str = "linux",
-) -> TestInventory:
+) -> HostsInventory:
     """A tmp inventory: the repo's group_vars and indri's host_vars, hosts pointing at the test sshd."""
     inv = root / "inventory"
     shutil.copytree(REPO / "inventory" / "group_vars", inv / "group_vars")
@@ -121,9 +121,9 @@ def make_inventory(
             "BORG_PASSPHRASE": TEST_PASSPHRASE,
         },
     )
-    return TestInventory(inv, env)
+    return HostsInventory(inv, env)
 
 
 @pytest.fixture
-def inventory(tmp_path: Path, sshd_host: SshdHost, isolated_env: Path) -> TestInventory:
+def inventory(tmp_path: Path, sshd_host: SshdHost, isolated_env: Path) -> HostsInventory:
     return make_inventory(tmp_path, sshd_host, isolated_env)

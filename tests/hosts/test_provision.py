@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, run_inv
-from tests.hosts.conftest import TEST_PASSPHRASE, SshdHost, TestInventory, make_inventory
+from tests.hosts.conftest import TEST_PASSPHRASE, SshdHost, HostsInventory, make_inventory
 from tests.hosts.sshd import unused_port
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def validate(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
-def preview_json(inv: TestInventory, *args: str) -> tuple[int, dict[str, Any]]:
+def preview_json(inv: HostsInventory, *args: str) -> tuple[int, dict[str, Any]]:
     result = run_inv("hosts.preview", "--host=indri", "--json", *args, env=inv.env)
     assert result.stdout.strip(), result.stderr
     return result.returncode, json.loads(result.stdout)
@@ -57,7 +57,7 @@ def changes(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def provisioned(sshd_host: SshdHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestInventory, Any]]:
+def provisioned(sshd_host: SshdHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostsInventory, Any]]:
     """Reset the managed files, then provision the shipped playbook once (first run: changes)."""
     for path in (CADDYFILE, NODE_ARGS, BORGMATIC_DIR / "config.yaml", BORGMATIC_DIR / "passphrase"):
         path.unlink(missing_ok=True)
@@ -69,7 +69,7 @@ def provisioned(sshd_host: SshdHost, tmp_path_factory: pytest.TempPathFactory) -
     return inv, result
 
 
-def test_provision_end_to_end(provisioned: tuple[TestInventory, Any]) -> None:
+def test_provision_end_to_end(provisioned: tuple[HostsInventory, Any]) -> None:
     _inv, result = provisioned
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Provisioned indri." in result.stdout
@@ -97,7 +97,7 @@ def test_provision_end_to_end(provisioned: tuple[TestInventory, Any]) -> None:
     assert "indri" in result.stdout
 
 
-def test_second_run_changes_nothing(provisioned: tuple[TestInventory, Any], tmp_path: Path) -> None:
+def test_second_run_changes_nothing(provisioned: tuple[HostsInventory, Any], tmp_path: Path) -> None:
     inv, _first = provisioned
     again = run_inv("hosts.provision", "--host=indri", "--yes", "--allow-dirty", env=inv.env)
     assert again.returncode == 0, again.stderr
@@ -119,7 +119,7 @@ def test_second_run_changes_nothing(provisioned: tuple[TestInventory, Any], tmp_
     assert stats["failures"] == 0, stats
 
 
-def test_changed_variable_shows_as_diff_of_the_right_file(provisioned: tuple[TestInventory, Any]) -> None:
+def test_changed_variable_shows_as_diff_of_the_right_file(provisioned: tuple[HostsInventory, Any]) -> None:
     inv, _first = provisioned
     before = snapshot()
     inv.set_host_var("caddy_admin_address", "localhost:2020")
@@ -137,14 +137,14 @@ def test_changed_variable_shows_as_diff_of_the_right_file(provisioned: tuple[Tes
     assert snapshot() == before  # the preview left the host untouched
 
 
-def test_no_changes_preview_exits_zero(provisioned: tuple[TestInventory, Any]) -> None:
+def test_no_changes_preview_exits_zero(provisioned: tuple[HostsInventory, Any]) -> None:
     inv, _first = provisioned
     code, document = preview_json(inv)
     assert code == 0, document
     assert changes(document) == []
 
 
-def test_tags_caddy_runs_only_caddy(provisioned: tuple[TestInventory, Any]) -> None:
+def test_tags_caddy_runs_only_caddy(provisioned: tuple[HostsInventory, Any]) -> None:
     inv, _first = provisioned
     inv.set_host_var("caddy_http_port", 8081)
     inv.set_host_var("node_exporter_listen_address", "0.0.0.0:9101")
@@ -168,7 +168,7 @@ def test_tags_caddy_runs_only_caddy(provisioned: tuple[TestInventory, Any]) -> N
         assert restore.returncode == 0, restore.stderr
 
 
-def test_failing_task_exits_with_ansible_code_naming_the_task(provisioned: tuple[TestInventory, Any]) -> None:
+def test_failing_task_exits_with_ansible_code_naming_the_task(provisioned: tuple[HostsInventory, Any]) -> None:
     """Check mode cannot run caddy validate; the real apply does, and the bad Caddyfile never lands."""
     inv, _first = provisioned
     before = snapshot()
@@ -185,7 +185,7 @@ def test_failing_task_exits_with_ansible_code_naming_the_task(provisioned: tuple
     assert snapshot() == before
 
 
-def test_failing_assert_fails_preview_naming_task_and_host(provisioned: tuple[TestInventory, Any]) -> None:
+def test_failing_assert_fails_preview_naming_task_and_host(provisioned: tuple[HostsInventory, Any]) -> None:
     inv, _first = provisioned
     inv.set_host_var("caddy_sites", [{"name": "broken", "address": "broken.example"}])
     try:
@@ -200,7 +200,7 @@ def test_failing_assert_fails_preview_naming_task_and_host(provisioned: tuple[Te
     )
 
 
-def test_provision_without_yes_and_terminal_refuses(provisioned: tuple[TestInventory, Any]) -> None:
+def test_provision_without_yes_and_terminal_refuses(provisioned: tuple[HostsInventory, Any]) -> None:
     inv, _first = provisioned
     before = snapshot()
     inv.set_host_var("caddy_http_port", 8082)
