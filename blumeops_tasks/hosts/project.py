@@ -16,7 +16,7 @@ from invoke.context import Context
 from invoke.runners import Result
 
 from blumeops_tasks import shell
-from blumeops_tasks.config import repo_path, repo_root, setting
+from blumeops_tasks.config import repo_path, repo_root, setting, state_dir
 from blumeops_tasks.hosts.inventory import Inventory, ProjectError
 
 RESULTS_ENV = "BLUMEOPS_ANSIBLE_RESULTS"
@@ -47,6 +47,8 @@ class Project:
     ansible_inventory: str
     default_playbook: str
     ssh_timeout: float
+    # Where file-keyed results (inventory, passing syntax checks) are cached; None: no cache.
+    cache_dir: Path | None = None
 
     def rel(self, path: Path) -> str:
         try:
@@ -66,6 +68,7 @@ def project(c: Context, inventory: str | None = None) -> Project:
         ansible_inventory=str(setting(c, "hosts.ansible_inventory")),
         default_playbook=str(setting(c, "hosts.default_playbook")),
         ssh_timeout=float(setting(c, "hosts.ssh_timeout")),
+        cache_dir=state_dir(c) / "cache" / "hosts",
     )
 
 
@@ -105,8 +108,21 @@ def inventory_command(p: Project) -> str:
     return f"cd {shlex.quote(str(p.root))} && {shlex.join([p.ansible_inventory, '-i', str(p.inventory), '--list'])}"
 
 
+def source_files(p: Project) -> list[Path]:
+    """Everything a syntax check or an inventory parse reads."""
+    return [p.inventory, p.config, p.playbooks, p.roles, p.root / "callback_plugins"]
+
+
 def load_inventory(c: Context, p: Project) -> Inventory:
-    """Parse the inventory with ansible-inventory; an unparsable source is an error, not a warning."""
+    """Parse the inventory with ansible-inventory; an unparsable source is an error, not a warning.
+
+    The parsed JSON is cached under the state dir, keyed by the inventory's files and settings.
+    """
+    from blumeops_tasks.hosts import cache
+
+    key = cache.fingerprint([p.inventory, p.config], extra=[inventory_command(p)])
+    if p.cache_dir is not None and (cached := cache.get(p.cache_dir, "inventory", key)) is not None:
+        return Inventory.from_list_json(cached)
     env = {
         **ansible_env(p),
         "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
@@ -119,9 +135,12 @@ def load_inventory(c: Context, p: Project) -> Inventory:
             f"fix it or point blumeops.hosts.inventory at a valid one."
         )
     try:
-        return Inventory.from_list_json(json.loads(result.stdout))
+        data = json.loads(result.stdout)
     except ValueError:
         raise ProjectError(f"ansible-inventory printed no JSON for {p.rel(p.inventory)}.") from None
+    if p.cache_dir is not None:
+        cache.put(p.cache_dir, "inventory", key, data)
+    return Inventory.from_list_json(data)
 
 
 def last_line(text: str) -> str:

@@ -37,6 +37,7 @@ from blumeops_tasks.hosts.project import (
     load_inventory,
     playbook_command,
     project,
+    source_files,
 )
 from blumeops_tasks.plan import LayerPlan
 from blumeops_tasks.tasking import task
@@ -83,9 +84,20 @@ def _targets(p: Project, inv: Inventory, playbook: Path, limit: str | None) -> l
 
 
 def syntax_error(c: Context, p: Project, playbook: Path) -> str | None:
-    """None when the playbook passes --syntax-check, else one sentence."""
-    result = shell.run(c, playbook_command(p, playbook, mode="syntax"), env=ansible_env(p), hide=True, warn=True)
+    """None when the playbook passes --syntax-check, else one sentence.
+
+    A pass is cached, keyed by every file the check reads; a failure is always re-checked.
+    """
+    from blumeops_tasks.hosts import cache
+
+    command = playbook_command(p, playbook, mode="syntax")
+    key = cache.fingerprint(source_files(p), extra=[command])
+    if p.cache_dir is not None and cache.get(p.cache_dir, f"syntax-{playbook.stem}", key) is not None:
+        return None
+    result = shell.run(c, command, env=ansible_env(p), hide=True, warn=True)
     if result.exited == 0:
+        if p.cache_dir is not None:
+            cache.put(p.cache_dir, f"syntax-{playbook.stem}", key, {"passed": True})
         return None
     return f"{p.rel(playbook)} fails --syntax-check: {error_line(result.stderr or result.stdout)}"
 

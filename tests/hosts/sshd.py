@@ -97,6 +97,10 @@ def start_sshd(workdir: Path, port: int | None = None) -> PrivateSshd:
                 "StrictModes no",
                 "UsePAM no",
                 "UseDNS no",
+                # This machine's root ~/.bashrc runs `pyenv init` and bash sources it for every
+                # command sshd starts (SSH_CLIENT set, SHLVL < 2). SHLVL=1 makes bash skip it, so the
+                # test host behaves like a host whose non-interactive shells start plainly.
+                "SetEnv SHLVL=1",
                 "MaxSessions 64",
                 "MaxStartups 64:30:128",
                 "Subsystem sftp internal-sftp",

@@ -329,3 +329,33 @@ def test_status_probes_follow_host_vars() -> None:
     assert [r.healthy for r in results] == [False, True, False]  # borgmatic's file line is missing: down
     assert probing.address("0.0.0.0:9100") == ("127.0.0.1", 9100)
     assert probing.address("9100") == ("127.0.0.1", 9100)
+
+
+# -- cache of file-keyed results -------------------------------------------------------------------
+
+
+def test_fingerprint_follows_files(tmp_path: Path) -> None:
+    from blumeops_tasks.hosts import cache
+
+    (tmp_path / "a.yml").write_text("one")
+    first = cache.fingerprint([tmp_path])
+    assert cache.fingerprint([tmp_path]) == first
+    (tmp_path / "a.yml").write_text("two!")
+    assert cache.fingerprint([tmp_path]) != first
+    assert cache.fingerprint([tmp_path], extra=["--limit x"]) != cache.fingerprint([tmp_path])
+
+
+def test_syntax_pass_is_cached_and_failure_is_not(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from blumeops_tasks.hosts.tasks import syntax_error
+
+    p = replace(project_fixture(), cache_dir=tmp_path / "cache")
+    book = REPO / "playbooks/indri.yml"
+    command = f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --syntax-check"
+    failing = MockContext(run={command: Result(exited=4, stderr="[ERROR]: broken\n")})
+    assert syntax_error(failing, p, book) == "playbooks/indri.yml fails --syntax-check: broken"
+    with pytest.raises(NotImplementedError):  # a failure was not cached: the check runs again
+        syntax_error(MockContext(run={}), p, book)
+    assert syntax_error(MockContext(run={command: Result(exited=0)}), p, book) is None
+    assert syntax_error(MockContext(run={}), p, book) is None  # the pass was cached: nothing runs

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_inv
-from tests.hosts.conftest import TEST_PASSPHRASE, SshdHost, HostsInventory, make_inventory
+from tests.conftest import REPO, require_tool, run_inv
+from tests.hosts.conftest import TEST_PASSPHRASE, HostsInventory, SshdHost, make_inventory
 from tests.hosts.sshd import unused_port
 
 pytestmark = pytest.mark.slow
@@ -231,10 +229,34 @@ def test_unreachable_host_fails_preflight_before_any_play(
     assert snapshot() == before
 
 
-def test_mise_task_maps_to_provision_and_passes_arguments() -> None:
+def test_mise_provision_indri_passes_extra_arguments(provisioned: tuple[HostsInventory, Any], tmp_path: Path) -> None:
+    """`mise run provision-indri -- --tags caddy --yes` is `inv hosts.provision --host=indri --tags caddy --yes`."""
     import tomllib
 
-    tasks = tomllib.loads((REPO / "mise.toml").read_text())["tasks"]
-    assert tasks["provision-indri"]["run"] == "inv hosts.provision --host=indri"
-    assert shlex.split(tasks["provision-indri"]["run"])[:2] == ["inv", "hosts.provision"]
-    assert os.access(REPO / "mise.toml", os.R_OK)
+    inv, _first = provisioned
+    env = dict(inv.env)
+    env.update({f"MISE_{d.upper()}_DIR": str(tmp_path / f"mise-{d}") for d in ("data", "state", "cache", "config")})
+    env["MISE_DISABLE_TOOLS"] = ",".join(tomllib.loads((REPO / "mise.toml").read_text())["tools"])
+    env["MISE_TRUSTED_CONFIG_PATHS"] = str(REPO)
+    inv.set_host_var("caddy_http_port", 8083)
+    inv.set_host_var("node_exporter_listen_address", "0.0.0.0:9102")
+    try:
+        result = subprocess.run(
+            [require_tool("mise"), "run", "provision-indri", "--", "--tags", "caddy", "--yes", "--allow-dirty"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "Provisioned indri." in result.stdout
+        assert "http_port 8083" in CADDYFILE.read_text()
+        assert "0.0.0.0:9100" in NODE_ARGS.read_text()  # --tags caddy reached ansible: node_exporter untouched
+    finally:
+        inv.set_host_var("caddy_http_port", 80)
+        inv.set_host_var("node_exporter_listen_address", "0.0.0.0:9100")
+        restore = run_inv("hosts.provision", "--host=indri", "--yes", "--allow-dirty", env=inv.env)
+        assert restore.returncode == 0, restore.stderr

@@ -1,0 +1,58 @@
+"""A small cache for results that depend only on files: the parsed inventory, passing syntax checks.
+
+The key is a fingerprint of every file under the given paths (path, size, mtime) plus the inputs
+that matter (command line, environment that changes ansible's reading). A changed file, a new
+file or a different setting gives a new key; entries are plain JSON files under the state dir.
+Only successes are cached: a failure is always re-run, so its message is always current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+# Environment variables that change what ansible reads (kept in the key).
+KEY_ENV_PREFIXES = ("ANSIBLE_",)
+
+
+def fingerprint(paths: Iterable[Path], extra: Iterable[str] = ()) -> str:
+    digest = hashlib.sha256()
+    for root in sorted({Path(p) for p in paths}):
+        files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else []
+        if not files:
+            digest.update(f"missing:{root}\n".encode())
+        for path in files:
+            if "__pycache__" in path.parts:
+                continue
+            stat = path.stat()
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for item in extra:
+        digest.update(f"extra:{item}\n".encode())
+    for key in sorted(k for k in os.environ if k.startswith(KEY_ENV_PREFIXES)):
+        digest.update(f"env:{key}={os.environ[key]}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def get(directory: Path, kind: str, key: str) -> Any:
+    path = directory / f"{kind}-{key}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def put(directory: Path, kind: str, key: str, value: Any) -> None:
+    """Best effort: a cache that cannot be written is only a slower next run."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob(f"{kind}-*.json"):
+            stale.unlink(missing_ok=True)
+        tmp = directory / f".{kind}-{key}.tmp"
+        tmp.write_text(json.dumps(value), encoding="utf-8")
+        tmp.replace(directory / f"{kind}-{key}.json")
+    except OSError:
+        pass
