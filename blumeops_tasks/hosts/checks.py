@@ -11,7 +11,15 @@ from invoke.context import Context
 from blumeops_tasks import shell
 from blumeops_tasks.hosts import render
 from blumeops_tasks.hosts.inventory import Inventory, ProjectError, SshTarget, playbooks, required_env, ssh_command
-from blumeops_tasks.hosts.project import Project, ansible_env, error_line, last_line, load_inventory, playbook_command
+from blumeops_tasks.hosts.project import (
+    Project,
+    ansible_control_path,
+    ansible_env,
+    error_line,
+    last_line,
+    load_inventory,
+    playbook_command,
+)
 from blumeops_tasks.preflight import CheckSpec, Outcome, failed, ok
 
 NAME = "hosts"
@@ -69,20 +77,30 @@ def offline_checks(c: Context, p: Project) -> list[CheckSpec]:
 
 
 def ansible_version(c: Context, p: Project) -> Outcome:
-    if not shell.which(p.ansible_playbook):
+    """ansible-playbook on PATH and its version (cached per executable: path, size, mtime)."""
+    from blumeops_tasks.hosts import cache
+
+    executable = shell.which(p.ansible_playbook)
+    if not executable:
         return failed(
             f"{p.ansible_playbook} is not installed", "pip install 'ansible-core>=2.19' (or pip install -e .)"
         )
+    key = cache.fingerprint([Path(executable)])
+    if p.cache_dir is not None and (version := cache.get(p.cache_dir, "ansible-version", key)):
+        return ok(f"ansible-playbook (core {version})")
     result = shell.run(c, f"{p.ansible_playbook} --version", env=ansible_env(p), hide=True, warn=True)
     if result.exited != 0:
         return failed(f"{p.ansible_playbook} --version failed: {last_line(result.stderr)}", "reinstall ansible-core")
     match = re.search(r"core ([0-9.]+)", result.stdout)
+    if p.cache_dir is not None and match:
+        cache.put(p.cache_dir, "ansible-version", key, match.group(1))
     return ok(f"ansible-playbook (core {match.group(1) if match else '?'})")
 
 
-def reach(c: Context, target: SshTarget, timeout: float) -> Outcome:
+def reach(c: Context, target: SshTarget, timeout: float, control_path: str = "") -> Outcome:
     """One SSH round trip to the host with Ansible's connection settings; no prompts, bounded time."""
-    result = shell.run(c, ssh_command(target, "true", timeout), hide=True, warn=True, timeout=timeout + 2)
+    command = ssh_command(target, "true", timeout, control_path)
+    result = shell.run(c, command, hide=True, warn=True, timeout=timeout + 2)
     if result.exited == 0:
         return ok(f"{target.where()} answers over SSH")
     reason = last_line(result.stderr) if result.stderr.strip() else f"ssh exit code {result.exited}"
@@ -92,10 +110,10 @@ def reach(c: Context, target: SshTarget, timeout: float) -> Outcome:
     )
 
 
-def _reach_spec(c: Context, target: SshTarget, timeout: float) -> CheckSpec:
+def _reach_spec(c: Context, target: SshTarget, timeout: float, control_path: str) -> CheckSpec:
     def run() -> Outcome:
         try:
-            return reach(c, target, timeout)
+            return reach(c, target, timeout, control_path)
         except Exception as exc:  # invoke's CommandTimedOut and friends
             return failed(
                 f"host {target.name} ({target.where()}) is unreachable over SSH: {type(exc).__name__}",
@@ -120,7 +138,8 @@ def preflight_checks(
     """ansible present, each targeted host reachable (concurrently, each with a timeout), secrets present."""
     specs = [CheckSpec(NAME, "ansible-playbook", lambda: ansible_version(c, p))]
     if inv is not None:
-        specs += [_reach_spec(c, inv.ssh_target(host), p.ssh_timeout) for host in hosts]
+        control_path = ansible_control_path(p)
+        specs += [_reach_spec(c, inv.ssh_target(host), p.ssh_timeout, control_path) for host in hosts]
     needed = required_env(p.roles, roles)
     specs.append(CheckSpec(NAME, "secrets", lambda: _secrets(needed)))
     return specs

@@ -252,9 +252,15 @@ class Inventory:
         )
 
 
-def ssh_command(target: SshTarget, remote: str, connect_timeout: float) -> str:
-    """An ssh command line reaching the host exactly as Ansible's ssh connection would (no prompts)."""
+def ssh_command(target: SshTarget, remote: str, connect_timeout: float, control_path: str = "") -> str:
+    """An ssh command line reaching the host exactly as Ansible's ssh connection would (no prompts).
+
+    With control_path (Ansible's own), the connection becomes the ControlPersist master that the
+    ansible run right after reuses, so the reachability check costs the run nothing.
+    """
     parts = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(int(connect_timeout), 1)}"]
+    if control_path:
+        parts += ["-o", "ControlMaster=auto", "-o", "ControlPersist=120s", "-o", f"ControlPath={control_path}"]
     parts += ["-p", str(target.port)]
     if target.key_file:
         parts += ["-i", target.key_file]

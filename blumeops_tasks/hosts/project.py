@@ -72,6 +72,32 @@ def project(c: Context, inventory: str | None = None) -> Project:
     )
 
 
+def ansible_control_path(p: Project) -> str:
+    """Ansible's ssh ControlPath for this project ("" when ansible.cfg sets one we cannot reproduce)."""
+    import configparser
+    import os
+
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(p.config, encoding="utf-8")
+    except configparser.Error:
+        return ""
+    section = "ssh_connection"
+    if os.environ.get("ANSIBLE_SSH_CONTROL_PATH") or not parser.has_section(section):
+        return ""
+    if parser.get(section, "control_path", fallback="") != "%(directory)s/%%C":
+        return ""
+    directory = os.environ.get("ANSIBLE_SSH_CONTROL_PATH_DIR") or parser.get(section, "control_path_dir", fallback="")
+    if not directory:
+        return ""
+    path = Path(directory).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return ""
+    return f"{path}/%C"
+
+
 def ansible_env(p: Project, results: Path | None = None) -> dict[str, str]:
     env = {"ANSIBLE_CONFIG": str(p.config), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
     if results is not None:

@@ -359,3 +359,21 @@ def test_syntax_pass_is_cached_and_failure_is_not(tmp_path: Path) -> None:
         syntax_error(MockContext(run={}), p, book)
     assert syntax_error(MockContext(run={command: Result(exited=0)}), p, book) is None
     assert syntax_error(MockContext(run={}), p, book) is None  # the pass was cached: nothing runs
+
+
+def test_ssh_check_shares_ansibles_control_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from blumeops_tasks.hosts.project import ansible_control_path
+
+    monkeypatch.setenv("ANSIBLE_SSH_CONTROL_PATH_DIR", str(tmp_path / "cp"))
+    assert ansible_control_path(project_fixture()) == f"{tmp_path / 'cp'}/%C"
+    assert (tmp_path / "cp").is_dir()
+    target = SshTarget("h", "10.0.0.2", 2222, "root")
+    assert ssh_command(target, "true", 3, f"{tmp_path}/cp/%C") == (
+        "ssh -o BatchMode=yes -o ConnectTimeout=3 -o ControlMaster=auto -o ControlPersist=120s "
+        f"-o ControlPath={tmp_path}/cp/%C -p 2222 -l root 10.0.0.2 true"
+    )
+    other = tmp_path / "other.cfg"
+    other.write_text("[ssh_connection]\ncontrol_path = /elsewhere/%%h\n")
+    assert ansible_control_path(replace(project_fixture(), config=other)) == ""
