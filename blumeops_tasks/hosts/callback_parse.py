@@ -81,6 +81,9 @@ def to_plan(doc: dict[str, Any] | None, layer: str = "hosts", note: str = "") ->
     """
     if doc is None:
         return LayerPlan(layer, error="ansible-playbook stopped before any play ran (no results written)")
+    if doc.get("complete") and not doc.get("stats") and not doc.get("tasks"):
+        plays = ", ".join(doc.get("plays") or []) or "the playbook"
+        return LayerPlan(layer, error=f"no inventory host matched {plays}; check --host/--limit and the inventory")
     builder = PlanBuilder(layer)
     for host in doc.get("stats") or {}:
         builder.target(str(host))

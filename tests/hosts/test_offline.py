@@ -377,3 +377,10 @@ def test_ssh_check_shares_ansibles_control_path(tmp_path: Path, monkeypatch: pyt
     other = tmp_path / "other.cfg"
     other.write_text("[ssh_connection]\ncontrol_path = /elsewhere/%%h\n")
     assert ansible_control_path(replace(project_fixture(), config=other)) == ""
+
+
+def test_no_matching_host_is_an_error_not_an_empty_plan() -> None:
+    doc = {"complete": True, "plays": ["Provision indri"], "tasks": [], "stats": {}}
+    assert callback_parse.to_plan(doc).error == (
+        "no inventory host matched Provision indri; check --host/--limit and the inventory"
+    )
