@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 from tests.hosts.sshd import PrivateSshd, start_sshd  # noqa: E402
 
 PASSPHRASE = "bench-passphrase-7781"
+SAMPLES: dict[str, list[float]] = {}
 
 
 def connection(sshd: PrivateSshd, known: Path) -> dict[str, object]:
@@ -78,6 +79,7 @@ def median_of(runs: int, measures: dict[str, Callable[[], float]]) -> dict[str, 
     for _ in range(runs):
         for name, measure in measures.items():  # interleaved: drift hits every side alike
             samples[name].append(measure())
+    SAMPLES.update({name: [round(v, 2) for v in values] for name, values in samples.items()})
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -154,7 +156,7 @@ def main() -> None:
         )
         print()
         for name, seconds in results.items():
-            print(f"  {name:<28} {seconds:6.2f} s (median of {args.runs})")
+            print(f"  {name:<28} {seconds:6.2f} s (median of {args.runs}; samples {SAMPLES[name]})")
         print()
         rows = [
             (
