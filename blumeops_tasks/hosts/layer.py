@@ -53,5 +53,4 @@ LAYER = Layer(
     apply_task="hosts.provision",
     defaults=DEFAULTS,
     secret_env=("BORG_PASSPHRASE",),
-    env=("BLUMEOPS_ANSIBLE_RESULTS",),
 )
