@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from invoke.collection import Collection
-from invoke.context import Context
 
 from blumeops_tasks.hosts import tasks
-from blumeops_tasks.hosts.project import DEFAULTS, project
-from blumeops_tasks.layer import Layer
-from blumeops_tasks.plan import LayerPlan
-from blumeops_tasks.preflight import CheckSpec
+from blumeops_tasks.layer import Layer, deferred
+
+if TYPE_CHECKING:
+    from invoke.context import Context
+
+    from blumeops_tasks.preflight import CheckSpec
 
 NAME = "hosts"
+
+DEFAULTS: dict[str, object] = {
+    # Inventory directory or file (INVOKE_BLUMEOPS_HOSTS_INVENTORY overrides it).
+    "inventory": "inventory",
+    # One playbook per host: <playbooks>/<host>.yml; <default_playbook>.yml covers every host.
+    "playbooks": "playbooks",
+    "default_playbook": "site",
+    "roles": "roles",
+    "ansible_config": "ansible.cfg",
+    "ansible_playbook": "ansible-playbook",
+    "ansible_inventory": "ansible-inventory",
+    # Seconds an SSH reachability probe may take (preflight, per host, run concurrently).
+    "ssh_timeout": 8,
+}
 
 
 def _offline(c: Context) -> list[CheckSpec]:
     from blumeops_tasks.hosts import checks
+    from blumeops_tasks.hosts.project import project
 
     return checks.offline_checks(c, project(c))
 
@@ -24,6 +42,7 @@ def _preflight(c: Context) -> list[CheckSpec]:
     """Every host in the inventory, every role of every playbook (`inv preflight`)."""
     from blumeops_tasks.hosts import checks
     from blumeops_tasks.hosts.inventory import play_roles, playbook_for
+    from blumeops_tasks.hosts.project import project
 
     p = project(c)
     inv, problem = checks.inventory_or_failure(c, p)
@@ -36,10 +55,6 @@ def _preflight(c: Context) -> list[CheckSpec]:
     return [*specs, problem] if problem else specs
 
 
-def _plan(c: Context) -> LayerPlan:
-    return tasks.layer_plan(c)
-
-
 collection = Collection(NAME, tasks.preview, tasks.provision, tasks.run, tasks.status)
 
 LAYER = Layer(
@@ -49,7 +64,7 @@ LAYER = Layer(
     paths=("roles/", "playbooks/", "inventory/", "ansible.cfg", "callback_plugins/"),
     offline_checks=_offline,
     preflight_checks=_preflight,
-    plan=_plan,
+    plan=deferred("blumeops_tasks.hosts.workflow:layer_plan"),
     apply_task="hosts.provision",
     defaults=DEFAULTS,
     secret_env=("BORG_PASSPHRASE",),

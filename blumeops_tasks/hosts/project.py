@@ -21,20 +21,6 @@ from blumeops_tasks.hosts.inventory import Inventory, ProjectError
 
 RESULTS_ENV = "BLUMEOPS_ANSIBLE_RESULTS"
 
-DEFAULTS: dict[str, object] = {
-    # Inventory directory or file (INVOKE_BLUMEOPS_HOSTS_INVENTORY overrides it).
-    "inventory": "inventory",
-    # One playbook per host: <playbooks>/<host>.yml; <default_playbook>.yml covers every host.
-    "playbooks": "playbooks",
-    "default_playbook": "site",
-    "roles": "roles",
-    "ansible_config": "ansible.cfg",
-    "ansible_playbook": "ansible-playbook",
-    "ansible_inventory": "ansible-inventory",
-    # Seconds an SSH reachability probe may take (preflight, per host, run concurrently).
-    "ssh_timeout": 8,
-}
-
 
 @dataclass(frozen=True)
 class Project:

@@ -297,7 +297,7 @@ def test_command_lines_are_pinned() -> None:
         f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --check --diff --tags caddy --limit indri"
     )
     c = MockContext(run={f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --syntax-check": Result(exited=0)})
-    from blumeops_tasks.hosts.tasks import syntax_error
+    from blumeops_tasks.hosts.workflow import syntax_error
 
     assert syntax_error(c, p, book) is None
     failing = MockContext(
@@ -348,7 +348,7 @@ def test_fingerprint_follows_files(tmp_path: Path) -> None:
 def test_syntax_pass_is_cached_and_failure_is_not(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from blumeops_tasks.hosts.tasks import syntax_error
+    from blumeops_tasks.hosts.workflow import syntax_error
 
     p = replace(project_fixture(), cache_dir=tmp_path / "cache")
     book = REPO / "playbooks/indri.yml"

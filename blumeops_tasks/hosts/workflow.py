@@ -1,0 +1,233 @@
+"""The hosts layer's steps: selection, preflight, check-mode preview, apply, fabric connections.
+
+Shared by the `hosts` tasks and by `inv plan`; imported inside the tasks, never at `inv --list` time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from invoke.context import Context
+
+from blumeops_tasks import console, shell
+from blumeops_tasks import preflight as runner
+from blumeops_tasks.config import setting
+from blumeops_tasks.hosts import callback_parse, checks
+from blumeops_tasks.hosts.inventory import (
+    Inventory,
+    ProjectError,
+    SshTarget,
+    play_patterns,
+    play_roles,
+    playbook_for,
+)
+from blumeops_tasks.hosts.project import (
+    Project,
+    ansible_env,
+    error_line,
+    load_inventory,
+    playbook_command,
+    project,
+    source_files,
+)
+from blumeops_tasks.plan import LayerPlan
+
+if TYPE_CHECKING:
+    from fabric import Connection
+
+NAME = "hosts"
+
+
+@contextmanager
+def results_file() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="blumeops-ansible-"))
+    try:
+        yield directory / "results.json"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def selection(c: Context, host: str | None, inventory: str | None) -> tuple[Project, Path]:
+    p = project(c, inventory)
+    try:
+        return p, playbook_for(p.playbooks, host, p.default_playbook)
+    except ProjectError as exc:
+        console.fail(str(exc))
+
+
+def targets(p: Project, inv: Inventory, playbook: Path, limit: str | None) -> list[str]:
+    hosts = inv.targets(play_patterns(playbook), limit)
+    if not hosts:
+        console.fail(
+            f"No inventory host matches {p.rel(playbook)}"
+            + (f" with --limit {limit}" if limit else "")
+            + f" (inventory {p.rel(p.inventory)} has: {', '.join(inv.hosts) or 'no hosts'})."
+        )
+    return hosts
+
+
+def syntax_error(c: Context, p: Project, playbook: Path) -> str | None:
+    """None when the playbook passes --syntax-check, else one sentence.
+
+    A pass is cached, keyed by every file the check reads; a failure is always re-checked.
+    """
+    from blumeops_tasks.hosts import cache
+
+    command = playbook_command(p, playbook, mode="syntax")
+    key = cache.fingerprint(source_files(p), extra=[command])
+    if p.cache_dir is not None and cache.get(p.cache_dir, f"syntax-{playbook.stem}", key) is not None:
+        return None
+    result = shell.run(c, command, env=ansible_env(p), hide=True, warn=True)
+    if result.exited == 0:
+        if p.cache_dir is not None:
+            cache.put(p.cache_dir, f"syntax-{playbook.stem}", key, {"passed": True})
+        return None
+    return f"{p.rel(playbook)} fails --syntax-check: {error_line(result.stderr or result.stdout)}"
+
+
+def check_run(
+    c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None
+) -> tuple[LayerPlan, dict[str, Any] | None]:
+    """`ansible-playbook --check --diff` through the results callback, as the shared plan model."""
+    with results_file() as results:
+        command = playbook_command(p, playbook, mode="check", tags=tags, limit=limit)
+        with console.status(f"Previewing {p.rel(playbook)} (--check --diff)"):
+            result = shell.run(c, command, env=ansible_env(p, results), hide=True, warn=True)
+        doc = callback_parse.load(results)
+    note = (
+        f"{p.rel(playbook)} --check --diff"
+        + (f" --tags {tags}" if tags else "")
+        + (f" --limit {limit}" if limit else "")
+    )
+    plan = callback_parse.to_plan(doc, NAME, note=note)
+    if result.exited != 0 and not plan.error:
+        plan = LayerPlan(
+            NAME,
+            plan.targets,
+            error=f"ansible-playbook --check exited {result.exited}: {error_line(result.stderr or result.stdout)}",
+            note=note,
+        )
+    return plan, doc
+
+
+def preview_plan(
+    c: Context, p: Project, playbook: Path, tags: str | None = None, limit: str | None = None
+) -> LayerPlan:
+    """Syntax check, then check mode; any ansible error becomes the plan's error (exit 1)."""
+    problem = syntax_error(c, p, playbook)
+    if problem:
+        return LayerPlan(NAME, error=problem)
+    plan, _doc = check_run(c, p, playbook, tags, limit)
+    return plan
+
+
+def layer_plan(c: Context) -> LayerPlan:
+    """The layer's read-only preview for `inv plan`: every host's playbook (site.yml)."""
+    p = project(c)
+    try:
+        playbook = playbook_for(p.playbooks, None, p.default_playbook)
+    except ProjectError as exc:
+        return LayerPlan(NAME, error=str(exc))
+    return preview_plan(c, p, playbook)
+
+
+def preflight(
+    c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None
+) -> tuple[Inventory, list[str]]:
+    """Ansible version and syntax check run while the inventory loads; then each targeted host over
+    SSH (concurrently, each with a timeout) and the roles' secrets.
+
+    Any failure stops here, before any play runs, with one sentence per failed check.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def syntax() -> runner.Outcome:
+        problem = syntax_error(c, p, playbook)
+        return runner.failed(problem, "fix the playbook") if problem else runner.ok(f"{p.rel(playbook)} passes syntax")
+
+    early = [
+        runner.CheckSpec(NAME, "ansible-playbook", lambda: checks.ansible_version(c, p)),
+        runner.CheckSpec(NAME, "syntax", syntax, timeout=60),
+    ]
+    timeout = float(setting(c, "preflight_timeout"))
+    with console.status("Preflight"), ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(runner.run_checks, early, timeout)
+        try:
+            inv = load_inventory(c, p)
+        except ProjectError as exc:
+            console.fail(str(exc))
+        hosts = targets(p, inv, playbook, limit)
+        roles = play_roles(playbook, tags)
+        later = [s for s in checks.preflight_checks(c, p, inv, hosts, roles) if s.name != "ansible-playbook"]
+        results = first.result() + runner.run_checks(later, default_timeout=timeout)
+    failures = [r for r in results if r.status == "fail"]
+    if failures:
+        runner.render("Preflight", results)
+        fixes = "; ".join(dict.fromkeys(r.fix for r in failures if r.fix))
+        console.fail(f"Preflight failed: {'; '.join(r.detail for r in failures)} ({fixes}).")
+    return inv, hosts
+
+
+def apply_playbook(
+    c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None
+) -> tuple[int, dict[str, Any] | None]:
+    with results_file() as results:
+        command = playbook_command(p, playbook, mode="apply", tags=tags, limit=limit)
+        result = shell.run(c, command, env=ansible_env(p, results), hide=False, warn=True)
+        return result.exited, callback_parse.load(results)
+
+
+def summary(doc: dict[str, Any] | None) -> None:
+    rows = callback_parse.summary_rows(doc)
+    if rows:
+        console.table("Provisioned", ["host", *callback_parse.RECAP_KEYS, "result"], rows)
+
+
+def ssh_target(c: Context, host: str, inventory: str | None) -> tuple[Project, Inventory, SshTarget]:
+    p = project(c, inventory)
+    try:
+        inv = load_inventory(c, p)
+        return p, inv, inv.ssh_target(host)
+    except ProjectError as exc:
+        console.fail(str(exc))
+
+
+def connection(target: SshTarget, timeout: float) -> Connection:
+    """A fabric Connection with the inventory's address, port, user, key and known_hosts file.
+
+    Unknown host keys are rejected, as Ansible's ssh does with host_key_checking.
+    """
+    from fabric import Connection
+    from paramiko import RejectPolicy
+
+    kwargs: dict[str, Any] = {"look_for_keys": not target.key_file, "allow_agent": not target.key_file}
+    if target.key_file:
+        kwargs["key_filename"] = str(Path(target.key_file).expanduser())
+    conn = Connection(
+        host=target.address,
+        user=target.user or None,
+        port=target.port,
+        connect_timeout=timeout,
+        connect_kwargs=kwargs,
+    )
+    known = Path(target.known_hosts_file()).expanduser() if target.known_hosts_file() else None
+    if known and known.is_file():
+        conn.client.load_host_keys(str(known))
+    conn.client.set_missing_host_key_policy(RejectPolicy())
+    return conn
+
+
+def open_connection(conn: Connection, target: SshTarget) -> None:
+    try:
+        conn.open()
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        console.fail(
+            f"Cannot reach {target.name} ({target.where()}) over SSH: {detail}; "
+            f"check the host is up and its key is in known_hosts and authorized."
+        )
