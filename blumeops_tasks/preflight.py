@@ -92,9 +92,7 @@ def run_checks(specs: Sequence[CheckSpec], default_timeout: float = DEFAULT_TIME
             outcome = spec.run()
         except Exception as exc:  # a check that blows up is a failed check, with its reason
             detail = _first_line(str(exc)) or type(exc).__name__
-            outcome = failed(
-                f"{type(exc).__name__}: {detail}", "the check itself broke; fix the cause it names"
-            )
+            outcome = failed(f"{type(exc).__name__}: {detail}", "the check itself broke; fix the cause it names")
         results[index] = _finish(spec, outcome, begin)
 
     for index, spec in enumerate(specs):

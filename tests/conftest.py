@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,8 +47,9 @@ def require_tool(name: str) -> str:
     return path
 
 
-def run_inv(*args: str, env: Mapping[str, str] | None = None, cwd: Path = REPO,
-            timeout: float = 300, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_inv(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path = REPO, timeout: float = 300, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `inv ARGS` for real in a subprocess (no terminal: stdin is a pipe or /dev/null)."""
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
@@ -59,4 +61,28 @@ def run_inv(*args: str, env: Mapping[str, str] | None = None, cwd: Path = REPO,
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+def mise_environ(base: Mapping[str, str], state: Path) -> dict[str, str]:
+    """`base` plus mise's own state under `state` (never HOME), the repo trusted, and [tools] disabled:
+    the pinned CLIs cannot be downloaded here, and tests must not try."""
+    env = dict(base)
+    env.update({f"MISE_{d.upper()}_DIR": str(state / f"mise-{d}") for d in ("data", "state", "cache", "config")})
+    env["MISE_DISABLE_TOOLS"] = ",".join(tomllib.loads((REPO / "mise.toml").read_text())["tools"])
+    env["MISE_TRUSTED_CONFIG_PATHS"] = str(REPO)
+    return env
+
+
+def run_mise(*args: str, env: Mapping[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real mise binary in the repo, no terminal."""
+    return subprocess.run(
+        [require_tool("mise"), *args],
+        cwd=REPO,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )

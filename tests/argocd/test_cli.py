@@ -4,8 +4,6 @@ talking to kmock over HTTP, with the repo root pointed at a pushed temporary clo
 from __future__ import annotations
 
 import json
-import subprocess
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from tests.argocd.conftest import GIT_IDENTITY, GitRepo
 from tests.argocd.fake_argo import FakeArgo, Script, application
 from tests.argocd.test_sync import DEPLOY, RUNNING, succeeded
-from tests.conftest import REPO, clean_environ, require_tool, run_inv
+from tests.conftest import clean_environ, mise_environ, run_inv, run_mise
 
 pytestmark = pytest.mark.slow
 
@@ -84,34 +82,11 @@ def test_every_flag_has_help() -> None:
 
 def test_mise_argocd_sync_works_like_inv(fake: FakeArgo, env: dict[str, str], tmp_path: Path) -> None:
     script_success(fake)
-    mise_env = dict(env)
-    mise_env.update(
-        {f"MISE_{d.upper()}_DIR": str(tmp_path / f"mise-{d}") for d in ("data", "state", "cache", "config")}
-    )
-    mise_env["MISE_DISABLE_TOOLS"] = ",".join(tomllib.loads((REPO / "mise.toml").read_text())["tools"])
-    mise_env["MISE_TRUSTED_CONFIG_PATHS"] = str(REPO)
-    result = subprocess.run(
-        [require_tool("mise"), "run", "argocd-sync", "--", "--app=caddy", "--yes"],
-        cwd=REPO,
-        env=mise_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    mise_env = mise_environ(env, tmp_path)
+    result = run_mise("run", "argocd-sync", "--", "--app=caddy", "--yes", env=mise_env)
     assert result.returncode == 0, result.stderr
     assert "caddy: Synced and Healthy at ffffffff" in result.stdout
-    unknown = subprocess.run(
-        [require_tool("mise"), "run", "argocd-sync", "--", "--app=cady"],
-        cwd=REPO,
-        env=mise_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    unknown = run_mise("run", "argocd-sync", "--", "--app=cady", env=mise_env)
     assert unknown.returncode == 1
     assert "No app named 'cady' in argocd/ (closest: caddy); known apps: blumeops, caddy, homepage, miniflux." in (
         unknown.stderr

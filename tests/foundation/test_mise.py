@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, clean_environ, require_tool
+from tests.conftest import REPO, clean_environ, mise_environ, run_mise
 
 ENTRY_POINTS = {
     "check": "inv check",
@@ -24,24 +24,11 @@ ENTRY_POINTS = {
 
 @pytest.fixture
 def mise_env(tmp_path: Path, isolated_env: Path) -> dict[str, str]:
-    extra = {f"MISE_{d.upper()}_DIR": str(tmp_path / d) for d in ("data", "state", "cache", "config")}
-    # No internet here: the pinned CLIs in [tools] cannot download, so tests disable them.
-    extra["MISE_DISABLE_TOOLS"] = ",".join(tomllib.loads((REPO / "mise.toml").read_text())["tools"])
-    extra["MISE_TRUSTED_CONFIG_PATHS"] = str(REPO)
-    return clean_environ(isolated_env, extra)
+    return mise_environ(clean_environ(isolated_env), tmp_path)
 
 
 def _mise(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require_tool("mise"), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_mise(*args, env=env)
 
 
 def test_tasks_are_listed_with_descriptions(mise_env: dict[str, str]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, require_tool, run_inv
+from tests.conftest import REPO, mise_environ, run_inv, run_mise
 from tests.hosts.conftest import TEST_PASSPHRASE, HostsInventory, SshdHost, make_inventory
 from tests.hosts.sshd import unused_port
 
@@ -231,26 +231,12 @@ def test_unreachable_host_fails_preflight_before_any_play(
 
 def test_mise_provision_indri_passes_extra_arguments(provisioned: tuple[HostsInventory, Any], tmp_path: Path) -> None:
     """`mise run provision-indri -- --tags caddy --yes` is `inv hosts.provision --host=indri --tags caddy --yes`."""
-    import tomllib
-
     inv, _first = provisioned
-    env = dict(inv.env)
-    env.update({f"MISE_{d.upper()}_DIR": str(tmp_path / f"mise-{d}") for d in ("data", "state", "cache", "config")})
-    env["MISE_DISABLE_TOOLS"] = ",".join(tomllib.loads((REPO / "mise.toml").read_text())["tools"])
-    env["MISE_TRUSTED_CONFIG_PATHS"] = str(REPO)
+    env = mise_environ(inv.env, tmp_path)
     inv.set_host_var("caddy_http_port", 8083)
     inv.set_host_var("node_exporter_listen_address", "0.0.0.0:9102")
     try:
-        result = subprocess.run(
-            [require_tool("mise"), "run", "provision-indri", "--", "--tags", "caddy", "--yes", "--allow-dirty"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            check=False,
-            timeout=600,
-        )
+        result = run_mise("run", "provision-indri", "--", "--tags", "caddy", "--yes", "--allow-dirty", env=env)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
         assert "Provisioned indri." in result.stdout
         assert "http_port 8083" in CADDYFILE.read_text()
