@@ -79,14 +79,7 @@ def plan(c: Context, layer: str | None = None, json: bool = False) -> None:
     selected = layers.select(layer)
     with console.status(f"Previewing {', '.join(lay.name for lay in selected)}"):
         plans = collect_plans(c, selected)
-    document: dict[str, Any] = plan_model.to_json(plans)
-    if json:
-        console.print_json(document)
-    else:
-        plan_model.render(plans)
-    code = plan_model.exit_code(plans)
-    if code:
-        raise Exit(code=code)
+    plan_model.report(plans, as_json=json)
 
 
 def _flatten(prefix: str, node: Any) -> list[tuple[str, str]]:

@@ -135,6 +135,27 @@ def render(plans: Sequence[LayerPlan]) -> None:
             console.note(f"{plan.layer}: {plan.note}")
 
 
+def report(plans: Sequence[LayerPlan], *, as_json: bool) -> None:
+    """Show plans (JSON, or the table and diffs) and stop with the shared exit code: returns on 0,
+    raises `Exit` with 2 (changes pending) or 1 (a preview failed; in text mode the failures are the
+    exit message, one sentence per layer)."""
+    from invoke.exceptions import Exit
+
+    from blumeops_tasks import console
+    from blumeops_tasks.redaction import redact
+
+    if as_json:
+        console.print_json(to_json(plans))
+    else:
+        render(plans)
+    code = exit_code(plans)
+    errors = [f"{plan.layer} preview failed: {plan.error}" for plan in plans if plan.error]
+    if errors and not as_json:
+        raise Exit(redact("; ".join(errors)), code=code)
+    if code:
+        raise Exit(code=code)
+
+
 _SIGIL = {"create": "+", "update": "~", "delete": "-", "replace": "+-", "run": ">"}
 _STYLE = {"create": "green", "update": "yellow", "delete": "red", "replace": "magenta", "run": "cyan"}
 

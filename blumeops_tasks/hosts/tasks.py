@@ -43,16 +43,7 @@ def preview(  # noqa: PLR0917  (invoke passes flags as parameters)
     from blumeops_tasks.hosts import workflow as wf
 
     p, playbook = wf.selection(c, host, inventory)
-    plan = wf.preview_plan(c, p, playbook, tags, limit)
-    if json:
-        console.print_json(plan_model.to_json([plan]))
-    else:
-        plan_model.render([plan])
-        if plan.error:
-            console.error(f"Preview failed: {plan.error}")
-    code = plan_model.exit_code([plan])
-    if code:
-        raise Exit(code=code)
+    plan_model.report([wf.preview_plan(c, p, playbook, tags, limit)], as_json=json)
 
 
 @task(

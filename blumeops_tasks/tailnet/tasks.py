@@ -13,7 +13,6 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from blumeops_tasks import console, shell
-from blumeops_tasks.redaction import redact
 from blumeops_tasks.tasking import task
 
 # The checks, the CLI wrapper, the parser and the plan model are imported inside the tasks:
@@ -30,17 +29,11 @@ def preview(c: Context, json: bool = False) -> None:
     from blumeops_tasks.tailnet.workflow import guard_or_fail, preview_plan, run_preview
 
     if json:
-        plan = preview_plan(c)
-        console.print_json(plan_model.to_json([plan]))
+        plan = preview_plan(c)  # a guard refusal becomes the plan's error, inside the JSON
     else:
-        guard_or_fail(c, "preview")
+        guard_or_fail(c, "preview")  # the guard's table, then one sentence
         plan = run_preview(c, checks.target(c))
-        plan_model.render([plan])
-    if plan.error and not json:
-        raise Exit(redact(plan.error), code=1)
-    code = plan_model.exit_code([plan])
-    if code:
-        raise Exit(code=code)
+    plan_model.report([plan], as_json=json)
 
 
 @task(
