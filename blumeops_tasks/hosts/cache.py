@@ -4,6 +4,8 @@ The key is a fingerprint of every file under the given paths (path, size, mtime)
 that matter (command line, environment that changes ansible's reading). A changed file, a new
 file or a different setting gives a new key; entries are plain JSON files under the state dir.
 Only successes are cached: a failure is always re-run, so its message is always current.
+Each kind keeps its few most recent entries (KEEP), so alternating between inputs (another
+inventory, another ANSIBLE_* setting) does not evict the entry the next run needs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 # Environment variables that change what ansible reads (kept in the key).
 KEY_ENV_PREFIXES = ("ANSIBLE_",)
+# Entries kept per kind; older ones are removed when a new one is written.
+KEEP = 8
 
 
 def fingerprint(paths: Iterable[Path], extra: Iterable[str] = ()) -> str:
@@ -49,10 +53,24 @@ def put(directory: Path, kind: str, key: str, value: Any) -> None:
     """Best effort: a cache that cannot be written is only a slower next run."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob(f"{kind}-*.json"):
-            stale.unlink(missing_ok=True)
         tmp = directory / f".{kind}-{key}.tmp"
         tmp.write_text(json.dumps(value), encoding="utf-8")
         tmp.replace(directory / f"{kind}-{key}.json")
+        _prune(directory, kind)
     except OSError:
         pass
+
+
+def _prune(directory: Path, kind: str) -> None:
+    """Keep the KEEP most recently written entries of a kind (keys are 32 hex digits, so
+    `syntax-indri-*` never matches `syntax-indri-extra-*`)."""
+    entries = []
+    for path in directory.glob(f"{kind}-*.json"):
+        suffix = path.name[len(kind) + 1 : -len(".json")]
+        if len(suffix) == 32 and all(ch in "0123456789abcdef" for ch in suffix):
+            try:
+                entries.append((path.stat().st_mtime_ns, path))
+            except OSError:
+                continue
+    for _mtime, path in sorted(entries, reverse=True)[KEEP:]:
+        path.unlink(missing_ok=True)

@@ -345,6 +345,22 @@ def test_fingerprint_follows_files(tmp_path: Path) -> None:
     assert cache.fingerprint([tmp_path], extra=["--limit x"]) != cache.fingerprint([tmp_path])
 
 
+def test_cache_keeps_recent_entries_per_kind(tmp_path: Path) -> None:
+    """Alternating inputs (two inventories) must not evict each other; old entries are pruned."""
+    from blumeops_tasks.hosts import cache
+
+    cache.put(tmp_path, "syntax-indri", "a" * 32, {"passed": True})
+    cache.put(tmp_path, "syntax-indri", "b" * 32, {"passed": True})
+    cache.put(tmp_path, "syntax-indri-extra", "c" * 32, {"passed": True})
+    assert cache.get(tmp_path, "syntax-indri", "a" * 32) == {"passed": True}
+    assert cache.get(tmp_path, "syntax-indri", "b" * 32) == {"passed": True}
+    for n in range(cache.KEEP + 2):
+        cache.put(tmp_path, "syntax-indri", f"{n:032x}", n)
+    assert len(list(tmp_path.glob("syntax-indri-" + "?" * 32 + ".json"))) == cache.KEEP
+    assert cache.get(tmp_path, "syntax-indri", f"{cache.KEEP + 1:032x}") == cache.KEEP + 1
+    assert cache.get(tmp_path, "syntax-indri-extra", "c" * 32) == {"passed": True}
+
+
 def test_syntax_pass_is_cached_and_failure_is_not(tmp_path: Path) -> None:
     from dataclasses import replace
 
