@@ -92,6 +92,23 @@ class ApplyRecord:
             raise ValueError(f"unknown mark {result!r}; known: {', '.join(sorted(MARKS))}")
         self.marked = result
 
+    def review(self, plan: LayerPlan, *, question: str, action: str, yes: bool, unchanged: str) -> bool:
+        """The middle every apply shares: journal the plan's counts, show the plan, stop on a failed
+        preview, end early (journaled as no-changes) when nothing would change, else confirm (default
+        No). True when the caller should go on and apply."""
+        from blumeops_tasks import plan as plan_model
+
+        self.set_plan(plan)
+        plan_model.render([plan])
+        if plan.error:
+            console.fail(f"Preview failed, nothing applied: {plan.error}.")
+        if not plan.has_changes:
+            self.mark("no-changes")
+            console.out(unchanged, style="green")
+            return False
+        console.confirm(question, yes=yes, action=action)
+        return True
+
     def note(self, message: str) -> None:
         """A short line for the journal's `message` (redacted like everything else)."""
         self.message = message

@@ -66,7 +66,6 @@ def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
     allow_dirty: bool = False,
 ) -> None:
     """Bring hosts in line with the repo: preflight, preview, confirm (default No), apply, summary."""
-    from blumeops_tasks import plan as plan_model
     from blumeops_tasks.gitops.session import applying
     from blumeops_tasks.hosts import callback_parse
     from blumeops_tasks.hosts import workflow as wf
@@ -77,17 +76,14 @@ def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
     what = host or "every host"
     with applying(c, LAYER, task="hosts.provision", targets=hosts, allow_dirty=allow_dirty) as record:
         plan, _doc = wf.check_run(c, p, playbook, tags, limit)
-        record.set_plan(plan)
-        plan_model.render([plan])
-        if plan.error:
-            console.fail(f"Preview failed, nothing applied: {plan.error}.")
-        if not plan.has_changes:
-            record.mark("no-changes")
-            console.out(f"Nothing to change: {', '.join(hosts)} already in line with the repo.", style="green")
+        if not record.review(
+            plan,
+            question=f"Apply {len(plan.changes)} changes to {', '.join(hosts)}?",
+            action=f"provision {what}",
+            yes=yes,
+            unchanged=f"Nothing to change: {', '.join(hosts)} already in line with the repo.",
+        ):
             return
-        console.confirm(
-            f"Apply {len(plan.changes)} changes to {', '.join(hosts)}?", yes=yes, action=f"provision {what}"
-        )
         code, doc = wf.apply_playbook(c, p, playbook, tags, limit)
         wf.summary(doc)
         if code != 0:

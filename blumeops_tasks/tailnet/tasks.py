@@ -44,7 +44,6 @@ def preview(c: Context, json: bool = False) -> None:
 )
 def up(c: Context, yes: bool = False, allow_dirty: bool = False) -> None:
     """Apply the tailnet: guard, preview, confirm (default No), pulumi up, re-check."""
-    from blumeops_tasks import plan as plan_model
     from blumeops_tasks.gitops.session import applying
     from blumeops_tasks.tailnet import checks, pulumi_cli
     from blumeops_tasks.tailnet.layer import LAYER
@@ -54,20 +53,15 @@ def up(c: Context, yes: bool = False, allow_dirty: bool = False) -> None:
     with applying(c, LAYER, task="tailnet.up", targets=[target.stack], allow_dirty=allow_dirty) as record:
         guard_or_fail(c, "apply")
         plan = run_preview(c, target)
-        record.set_plan(plan)
-        plan_model.render([plan])
-        if plan.error:
-            console.fail(f"Nothing applied: {plan.error}.")
-        if not plan.has_changes:
-            record.mark("no-changes")
-            console.out(f"Nothing to apply: the tailnet already matches pulumi/ (stack {target.stack}).")
-            return
         counts = describe_counts(plan)
-        console.confirm(
-            f"Apply these changes ({counts}) to the tailnet (stack {target.stack})?",
-            yes=yes,
+        if not record.review(
+            plan,
+            question=f"Apply these changes ({counts}) to the tailnet (stack {target.stack})?",
             action=f"apply the tailnet stack {target.stack}",
-        )
+            yes=yes,
+            unchanged=f"Nothing to apply: the tailnet already matches pulumi/ (stack {target.stack}).",
+        ):
+            return
         result = shell.run(c, pulumi_cli.up_command(target), env=pulumi_cli.env_for(target), warn=True)
         if result.exited:
             code = int(result.exited)

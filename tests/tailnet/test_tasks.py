@@ -14,6 +14,7 @@ from invoke.runners import Result
 
 from blumeops_tasks import shell
 from blumeops_tasks.console import Declined
+from blumeops_tasks.gitops.session import ApplyRecord
 from blumeops_tasks.plan import LayerPlan
 from blumeops_tasks.preflight import run_checks
 from blumeops_tasks.tailnet import checks, tasks, workflow
@@ -149,7 +150,9 @@ def test_layer_plan_for_inv_plan(root: Path) -> None:
 # --- up ------------------------------------------------------------------------------------------
 
 
-class FakeRecord:
+class FakeRecord(ApplyRecord):
+    """The real record's `review`, with the journal fields replaced by plain attributes."""
+
     def __init__(self) -> None:
         self.plan: LayerPlan | None = None
         self.marked = ""
