@@ -15,18 +15,19 @@ from blumeops_tasks import console
 from blumeops_tasks.tasking import task
 
 NAME = "hosts"
-HELP_HOST = "the host whose playbook to run (playbooks/HOST.yml); default: every host (playbooks/site.yml)"
-HELP_TAGS = "only tasks with these tags, comma-separated (e.g. caddy)"
-HELP_LIMIT = "only these inventory hosts (an Ansible pattern)"
 HELP_INVENTORY = "inventory path (default: config blumeops.hosts.inventory)"
+# The flags that pick what a playbook run covers, shared by preview and provision.
+HELP_SELECTION = {
+    "host": "the host whose playbook to run (playbooks/HOST.yml); default: every host (playbooks/site.yml)",
+    "tags": "only tasks with these tags, comma-separated (e.g. caddy)",
+    "limit": "only these inventory hosts (an Ansible pattern)",
+    "inventory": HELP_INVENTORY,
+}
 
 
 @task(
     help={
-        "host": HELP_HOST,
-        "tags": HELP_TAGS,
-        "limit": HELP_LIMIT,
-        "inventory": HELP_INVENTORY,
+        **HELP_SELECTION,
         "json": "print the plan as JSON",
     }
 )
@@ -48,10 +49,7 @@ def preview(  # noqa: PLR0917  (invoke passes flags as parameters)
 
 @task(
     help={
-        "host": HELP_HOST,
-        "tags": HELP_TAGS,
-        "limit": HELP_LIMIT,
-        "inventory": HELP_INVENTORY,
+        **HELP_SELECTION,
         "yes": "apply without asking (required when there is no terminal)",
         "allow_dirty": "apply even when the layer's files are uncommitted or not pushed (journaled as dirty)",
     }
