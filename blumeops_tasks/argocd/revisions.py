@@ -1,4 +1,4 @@
-"""Git facts the argocd tasks need, all through the invoke Context (`shell.run`)."""
+"""Git facts the argocd tasks need, through the one git runner (`gitops.git_state.git`)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ class RevisionError(Exception):
 
 
 def _git(c: Context, repo: Path, args: str) -> tuple[int, str, str]:
-    # Through the Context like every command, but captured: shell.run always mirrors output to the
-    # terminal (its explicit streams override hide=True), and these are internal queries.
-    result = c.run(f"git -C {shlex.quote(str(repo))} {args}", hide=True, warn=True, in_stream=False)
-    assert result is not None
-    return int(result.exited), (result.stdout or "").strip(), (result.stderr or "").strip()
+    from blumeops_tasks.gitops.git_state import git
+
+    code, out, err = git(c, repo, args)
+    return code, (out or "").strip(), (err or "").strip()
 
 
 def head(c: Context, repo: Path) -> str:

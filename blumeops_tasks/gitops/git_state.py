@@ -217,14 +217,11 @@ def pathspec(paths: Sequence[str]) -> str:
 
 
 def git(c: Context, root: Path, args: str) -> tuple[int, str, str]:
-    """Run `git -C ROOT ARGS` quietly through the Context; (exit code, stdout, stderr).
+    """Run `git -C ROOT ARGS` captured, never shown (its output is data for the parsers, not for the
+    operator), through the Context; (exit code, stdout, stderr). Every git query in the package uses it."""
+    from blumeops_tasks import shell
 
-    `c.run` directly rather than `shell.run`: the latter passes explicit output streams, and
-    invoke lets an explicit stream override `hide`, so its output would reach the terminal.
-    git's output here is data for the parsers, never for the operator.
-    """
-    result = c.run(f"git -C {shlex.quote(str(root))} {args}", env=GIT_ENV, hide=True, warn=True, in_stream=False)
-    assert result is not None  # not disowned
+    result = shell.run(c, f"git -C {shlex.quote(str(root))} {args}", env=GIT_ENV, hide=True, warn=True)
     return int(result.exited), result.stdout, result.stderr
 
 

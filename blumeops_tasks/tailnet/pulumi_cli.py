@@ -20,6 +20,8 @@ from typing import Any
 from invoke.context import Context
 from invoke.runners import Result
 
+from blumeops_tasks import shell
+
 DEFAULT_BACKEND = "file://./.pulumi-state"
 # Exit codes with distinct meanings arrived in this CLI version; before it, every error is 255.
 EXIT_CODES_SINCE = (3, 226, 0)
@@ -190,11 +192,5 @@ def default_python() -> str:
 
 
 def capture(c: Context, command: str, env: Mapping[str, str] | None = None, timeout: float | None = None) -> Result:
-    """Run through the Context with output captured, not shown, and never raising on exit codes.
-
-    Not `shell.run(..., hide=True)`: invoke un-hides a stream whenever an out/err stream is
-    passed, and shell.run always passes its redacting streams, so its hidden output still prints.
-    """
-    result = c.run(command, env=dict(env or {}), hide=True, warn=True, in_stream=False, timeout=timeout)
-    assert result is not None  # warn=True returns a Result
-    return result
+    """Run through the Context with output captured, not shown, and never raising on exit codes."""
+    return shell.run(c, command, env=env, hide=True, warn=True, timeout=timeout)
