@@ -15,12 +15,13 @@ from blumeops_tasks.hosts.project import (
     Project,
     ansible_control_path,
     ansible_env,
+    ansible_strategy,
     error_line,
     last_line,
     load_inventory,
     playbook_command,
 )
-from blumeops_tasks.preflight import CheckSpec, Outcome, failed, ok
+from blumeops_tasks.preflight import CheckSpec, Outcome, failed, ok, warn
 
 NAME = "hosts"
 
@@ -97,6 +98,35 @@ def ansible_version(c: Context, p: Project) -> Outcome:
     return ok(f"ansible-playbook (core {match.group(1) if match else '?'})")
 
 
+MITOGEN_STRATEGY = "blumeops_mitogen"
+
+
+def mitogen(strategy: str, version: str | None) -> Outcome:
+    """Is the strategy in ansible.cfg getting Mitogen? Without it the run works, only slower.
+
+    `version` is mitogen's version in this interpreter (the one `pip install -e .` put
+    ansible-core and mitogen in), None when it is not installed.
+    """
+    if strategy != MITOGEN_STRATEGY:
+        return ok(f"strategy {strategy} (Mitogen not used)")
+    if version is None:
+        return warn(
+            f"mitogen is not installed: the {MITOGEN_STRATEGY} strategy falls back to plain free (slower)",
+            "pip install -e . in the blumeops checkout",
+        )
+    return ok(f"mitogen {version} (strategy {strategy})")
+
+
+def _mitogen(p: Project) -> Outcome:
+    from importlib import metadata
+
+    try:
+        version: str | None = metadata.version("mitogen")
+    except metadata.PackageNotFoundError:
+        version = None
+    return mitogen(ansible_strategy(p), version)
+
+
 def reach(c: Context, target: SshTarget, timeout: float, control_path: str = "") -> Outcome:
     """One SSH round trip to the host with Ansible's connection settings; no prompts, bounded time."""
     command = ssh_command(target, "true", timeout, control_path)
@@ -136,7 +166,10 @@ def preflight_checks(
     c: Context, p: Project, inv: Inventory | None, hosts: list[str], roles: list[str]
 ) -> list[CheckSpec]:
     """ansible present, each targeted host reachable (concurrently, each with a timeout), secrets present."""
-    specs = [CheckSpec(NAME, "ansible-playbook", lambda: ansible_version(c, p))]
+    specs = [
+        CheckSpec(NAME, "ansible-playbook", lambda: ansible_version(c, p)),
+        CheckSpec(NAME, "mitogen", lambda: _mitogen(p)),
+    ]
     if inv is not None:
         control_path = ansible_control_path(p)
         specs += [_reach_spec(c, inv.ssh_target(host), p.ssh_timeout, control_path) for host in hosts]

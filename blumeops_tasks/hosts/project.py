@@ -7,7 +7,9 @@ ansible.cfg, so relative paths in it resolve the same for the operator and for t
 
 from __future__ import annotations
 
+import configparser
 import json
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +60,19 @@ def project(c: Context, inventory: str | None = None) -> Project:
     )
 
 
-def ansible_control_path(p: Project) -> str:
-    """Ansible's ssh ControlPath for this project ("" when ansible.cfg sets one we cannot reproduce)."""
-    import configparser
-    import os
-
+def _ansible_cfg(p: Project) -> configparser.RawConfigParser:
+    """ansible.cfg as Ansible reads it (no interpolation); empty when it does not parse."""
     parser = configparser.RawConfigParser()
     try:
         parser.read(p.config, encoding="utf-8")
     except configparser.Error:
-        return ""
+        return configparser.RawConfigParser()
+    return parser
+
+
+def ansible_control_path(p: Project) -> str:
+    """Ansible's ssh ControlPath for this project ("" when ansible.cfg sets one we cannot reproduce)."""
+    parser = _ansible_cfg(p)
     section = "ssh_connection"
     if os.environ.get("ANSIBLE_SSH_CONTROL_PATH") or not parser.has_section(section):
         return ""
@@ -82,6 +87,12 @@ def ansible_control_path(p: Project) -> str:
     except OSError:
         return ""
     return f"{path}/%C"
+
+
+def ansible_strategy(p: Project) -> str:
+    """The strategy ansible-playbook will use: ANSIBLE_STRATEGY, else ansible.cfg, else Ansible's linear."""
+    configured = _ansible_cfg(p).get("defaults", "strategy", fallback="linear")
+    return os.environ.get("ANSIBLE_STRATEGY") or str(configured)
 
 
 def ansible_env(p: Project, results: Path | None = None) -> dict[str, str]:

@@ -1,0 +1,88 @@
+"""Ansible's `free` strategy run through Mitogen, with two fixes for this repo (see ansible.cfg).
+
+Mitogen (PyPI `mitogen`, a dependency in pyproject.toml) keeps one Python interpreter per host for
+the whole run and serves it ansible's module code once, instead of shipping, unpacking and starting
+a new AnsiballZ payload for every task. An idempotent run of the indri playbook is dominated by
+those per-task costs; docs/hosts.md has the measurements.
+
+What this plugin adds to Mitogen's own `mitogen_free`:
+
+1. The ssh ControlPath. Mitogen passes `ssh_args` through but, unlike Ansible's ssh connection,
+   does not add `-o ControlPath=...` to `ControlPersist`, so every run paid a fresh SSH handshake and
+   never reused the master that `inv preflight` (and the previous run) left open. The path is built
+   exactly as the ssh connection builds it (`control_path` % `control_path_dir`), so both share it.
+2. CPU pinning on small machines. Mitogen pins its multiplexer to CPU 0 and, with fewer than four
+   CPUs, the controller and every worker process to the one remaining CPU, so hosts never run in
+   parallel on a 2-CPU controller. Below four CPUs pinning is turned off and the kernel schedules.
+
+Without Mitogen installed this is plain `free` with a warning that says how to get the speed back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from ansible import constants as C
+from ansible.plugins.strategy.free import StrategyModule as FreeStrategy
+from ansible.utils.display import Display
+from ansible.utils.path import makedirs_safe, unfrackpath
+
+DOCUMENTATION = """
+    name: blumeops_mitogen
+    short_description: the free strategy through Mitogen, reusing Ansible's ssh ControlPath
+    description:
+      - Mitogen's mitogen_free strategy with the ssh ControlPath Ansible's ssh connection would use,
+        and without CPU pinning on controllers with fewer than four CPUs.
+      - Falls back to the builtin free strategy, with a warning, when mitogen is not installed.
+"""
+
+PINNING_MIN_CPUS = 4
+
+
+def control_path_args(args: list[str]) -> list[str]:
+    """`-o ControlPath=...` as Ansible's ssh connection adds it, or nothing when args need none."""
+    if not any("ControlPersist" in a for a in args) or any("ControlPath" in a for a in args):
+        return []
+    template = C.config.get_config_value("control_path", plugin_type="connection", plugin_name="ssh")
+    if not template:  # the ssh connection would hash host/port/user here; not reproduced
+        return []
+    directory = unfrackpath(C.config.get_config_value("control_path_dir", plugin_type="connection", plugin_name="ssh"))
+    makedirs_safe(directory, 0o700)
+    return ["-o", f"ControlPath={template % {'directory': directory}}"]
+
+
+def _with_control_path(ssh_args: Callable[[Any], list[str]]) -> Callable[[Any], list[str]]:
+    def wrapped(spec: Any) -> list[str]:
+        args = ssh_args(spec)
+        return args + control_path_args(args)
+
+    wrapped.__wrapped__ = ssh_args  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _adapt_mitogen() -> type | None:
+    try:
+        import ansible_mitogen.affinity
+        import ansible_mitogen.transport_config as transport
+        from ansible_mitogen.plugins.strategy.mitogen_free import StrategyModule as MitogenFree
+    except ImportError:
+        return None
+    for spec in (transport.PlayContextSpec, transport.MitogenViaSpec):
+        if not hasattr(spec.ssh_args, "__wrapped__"):
+            spec.ssh_args = _with_control_path(spec.ssh_args)
+    if (os.cpu_count() or 1) < PINNING_MIN_CPUS:
+        ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
+    return MitogenFree  # type: ignore[no-any-return]
+
+
+_mitogen = _adapt_mitogen()
+if _mitogen is None:
+    Display().warning(
+        "mitogen is not installed: running the plain free strategy (slower). "
+        "Install it with `pip install -e .` in the blumeops checkout."
+    )
+    StrategyModule = FreeStrategy
+else:
+    StrategyModule = _mitogen
