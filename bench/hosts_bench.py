@@ -97,7 +97,13 @@ def main() -> None:
         known = work / "known_hosts"
         known.write_text(f"[127.0.0.1]:{sshd.port} {key[0]} {key[1]}\n")
         (work / "home").mkdir()
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "INVOKE_", "BLUMEOPS_"))}
+        # PYTHONDONTWRITEBYTECODE is dropped (some sandboxes set it): on an operator's machine Python
+        # caches bytecode after the first run, for the tasks and for the repo's ansible plugins alike.
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ANSIBLE_", "INVOKE_", "BLUMEOPS_")) and k != "PYTHONDONTWRITEBYTECODE"
+        }
         base.update(
             HOME=str(work / "home"),
             NO_COLOR="1",
