@@ -15,7 +15,8 @@ What this plugin adds to Mitogen's own `mitogen_free`:
    CPUs, the controller and every worker process to the one remaining CPU, so hosts never run in
    parallel on a 2-CPU controller. Below four CPUs pinning is turned off and the kernel schedules.
 
-Without Mitogen installed this is plain `free` with a warning that says how to get the speed back.
+Without a usable Mitogen (not installed, or refusing this ansible-core) this is plain `free`, with a
+warning that says so.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible import constants as C
+from ansible.errors import AnsibleError
 from ansible.plugins.strategy.free import StrategyModule as FreeStrategy
 from ansible.utils.display import Display
 from ansible.utils.path import makedirs_safe, unfrackpath
@@ -62,13 +64,19 @@ def _with_control_path(ssh_args: Callable[[Any], list[str]]) -> Callable[[Any], 
     return wrapped
 
 
-def _adapt_mitogen() -> type | None:
+def _adapt_mitogen() -> type | str:
+    """Mitogen's mitogen_free with the two adjustments, or a warning saying why it cannot be used."""
     try:
         import ansible_mitogen.affinity
         import ansible_mitogen.transport_config as transport
         from ansible_mitogen.plugins.strategy.mitogen_free import StrategyModule as MitogenFree
     except ImportError:
-        return None
+        return "mitogen is not installed: running the plain free strategy (slower); pip install -e . installs it"
+    except AnsibleError as exc:  # Mitogen refuses an ansible-core it does not support
+        return (
+            f"mitogen cannot run with this ansible-core ({str(exc).splitlines()[0]}): running the plain free "
+            "strategy (slower); pip install -U mitogen may bring a release that supports it"
+        )
     for spec in (transport.PlayContextSpec, transport.MitogenViaSpec):
         if not hasattr(spec.ssh_args, "__wrapped__"):
             spec.ssh_args = _with_control_path(spec.ssh_args)
@@ -78,11 +86,8 @@ def _adapt_mitogen() -> type | None:
 
 
 _mitogen = _adapt_mitogen()
-if _mitogen is None:
-    Display().warning(
-        "mitogen is not installed: running the plain free strategy (slower). "
-        "Install it with `pip install -e .` in the blumeops checkout."
-    )
+if isinstance(_mitogen, str):
+    Display().warning(_mitogen)
     StrategyModule = FreeStrategy
 else:
     StrategyModule = _mitogen

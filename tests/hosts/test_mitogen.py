@@ -153,10 +153,24 @@ def test_modules_run_in_mitogen_over_the_shared_control_master(
         shutil.rmtree(control, ignore_errors=True)
 
 
-def test_without_mitogen_the_plugin_runs_plain_free_and_says_so(tmp_path: Path, isolated_env: Path) -> None:
-    shadow = tmp_path / "shadow" / "ansible_mitogen"
+@pytest.mark.parametrize(
+    ("shadow_init", "warning"),
+    [
+        ('raise ImportError("hidden by the test")\n', "mitogen is not installed: running the plain free strategy"),
+        (
+            "from ansible.errors import AnsibleError\n"
+            'raise AnsibleError("Your Ansible version (2, 99) is too recent.")\n',
+            "mitogen cannot run with this ansible-core (Your Ansible version (2, 99) is too recent.)",
+        ),
+    ],
+    ids=["not-installed", "refuses-ansible-core"],
+)
+def test_without_a_usable_mitogen_the_plugin_runs_plain_free_and_says_so(
+    tmp_path: Path, isolated_env: Path, shadow_init: str, warning: str
+) -> None:
+    shadow = tmp_path / "shadow" / "ansible_mitogen"  # found before the installed package (PYTHONPATH)
     shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text('raise ImportError("hidden by the test: mitogen not installed")\n')
+    (shadow / "__init__.py").write_text(shadow_init)
     inventory = tmp_path / "hosts.yml"
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": local}}}))
@@ -165,6 +179,6 @@ def test_without_mitogen_the_plugin_runs_plain_free_and_says_so(tmp_path: Path, 
     env = clean_environ(isolated_env, {"PYTHONPATH": str(tmp_path / "shadow"), "ANSIBLE_HOME": str(tmp_path / "ah")})
     result = run_playbook(playbook, inventory, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "mitogen is not installed: running the plain free strategy" in result.stderr
+    assert warning in " ".join(result.stderr.split()), result.stderr
     assert "PARENT=" in result.stdout
     assert "(mitogen:" not in result.stdout
