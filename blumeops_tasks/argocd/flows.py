@@ -352,11 +352,6 @@ def run_sync(
         view = app_state.view(obj)
         if view.automated:
             console.note(f"{name} auto-syncs; this sync runs now instead of waiting for the next reconcile")
-        if not plan.has_changes and not revision and view.sync_status == "Synced" and view.health == "Healthy":
-            console.out(
-                f"{name}: already Synced and Healthy at {view.sync_revision[:8]}; nothing to sync.", style="green"
-            )
-            return
         what = "dry-run sync" if dry_run else "sync"
         pinned = f" at {sha[:12]}" if revision else f" ({view.target_revision or 'target revision'})"
         from blumeops_tasks.argocd.layer import LAYER
@@ -365,6 +360,12 @@ def run_sync(
         # The GitOps guard is absolute for argocd: ArgoCD deploys what is pushed, never the work tree.
         with applying(c, LAYER, task="argocd.sync", targets=[name], allow_dirty=False) as record:
             record.set_plan(plan)
+            if not plan.has_changes and not revision and view.sync_status == "Synced" and view.health == "Healthy":
+                record.mark("no-changes")  # journaled like the other layers' empty plans
+                console.out(
+                    f"{name}: already Synced and Healthy at {view.sync_revision[:8]}; nothing to sync.", style="green"
+                )
+                return
             console.confirm(f"{what.capitalize()} {name}{pinned}?", yes=yes, action=f"{what} {name}")
             user = str(cfg(c, "username") or "") or f"{getpass.getuser()}@blumeops"
             latest = _guard(api.get, name) or obj

@@ -367,12 +367,16 @@ def test_no_terminal_without_yes_is_declined_after_the_diff(ctx: Context, fake: 
 
 
 def test_already_synced_and_healthy_does_nothing(
-    ctx: Context, fake: FakeArgo, capsys: pytest.CaptureFixture[str]
+    ctx: Context, fake: FakeArgo, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     fake.put(application("caddy", resources=[{**DEPLOY, "status": "Synced"}]))
     run_sync(ctx)
     assert fake.patches("caddy") == [REFRESH]
     assert "caddy: already Synced and Healthy at 00000000; nothing to sync." in capsys.readouterr().out
+    entry = journal(tmp_path)[-1]  # nothing done is still on record: what was checked, when, at which commit
+    assert entry["result"] == "no-changes"
+    assert entry["task"] == "argocd.sync"
+    assert entry["targets"] == ["caddy"]
 
 
 def test_timeout_must_be_a_number(ctx: Context, fake: FakeArgo) -> None:
@@ -408,9 +412,12 @@ def test_remote_ahead_of_head_is_said(
     rev_parse = ["git", "-C", str(other), "rev-parse", "HEAD"]
     tip = subprocess.run(rev_parse, capture_output=True, text=True, check=True).stdout
     fake.put(application("caddy", resources=[{**DEPLOY, "status": "Synced"}]))
-    run_sync(ctx)
+    with pytest.raises(Exit) as caught:  # even with nothing to sync: the guard wants a clone that is not behind
+        run_sync(ctx)
+    assert "is 1 commit behind origin/main" in caught.value.message
     err = " ".join(capsys.readouterr().err.split())
     assert (f"origin/main is at {tip[:12]}, ahead of your HEAD {gitrepo.head()[:12]}: ArgoCD deploys {tip[:12]}") in err
+    assert journal(tmp_path)[-1]["result"] == "refused"
 
 
 def test_success_is_journaled_with_the_summary(ctx: Context, fake: FakeArgo, tmp_path: Path) -> None:
