@@ -4,7 +4,7 @@
 
 Starts its own sshd on 127.0.0.1 (tests/hosts/sshd.py; this machine plays the host, as in the
 tests), provisions the shipped indri playbook once to converge, then times idempotent runs
-(median of --runs, interleaved) and prints three ratios with their goals:
+(median of --runs, interleaved, the order rotated each round) and prints three ratios with their goals:
 
   1. ansible-playbook with the repo's ansible.cfg vs ansible's defaults     goal <= 0.60
   2. `inv hosts.provision --yes` vs bare ansible-playbook (repo cfg)          goal <= 1.10
@@ -76,9 +76,13 @@ def timed(command: list[str], env: dict[str, str], expect: tuple[int, ...] = (0,
 
 def median_of(runs: int, measures: dict[str, Callable[[], float]]) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in measures}
-    for _ in range(runs):
-        for name, measure in measures.items():  # interleaved: drift hits every side alike
-            samples[name].append(measure())
+    names = list(measures)
+    for round_ in range(runs):
+        # Interleaved, so drift hits every side alike; and rotated, so no measure always follows the
+        # same one (a run can leave work behind: ssh masters, the host's Python shutting down).
+        start = round_ % len(names)
+        for name in names[start:] + names[:start]:
+            samples[name].append(measures[name]())
     SAMPLES.update({name: [round(v, 2) for v in values] for name, values in samples.items()})
     return {name: statistics.median(values) for name, values in samples.items()}
 
