@@ -100,9 +100,30 @@ def test_plugin_is_mitogen_free_with_the_adjustments() -> None:
     load_plugin()
     for spec in (transport.PlayContextSpec, transport.MitogenViaSpec):
         assert spec.ssh_args.__wrapped__.__qualname__.endswith(".ssh_args")
+    # The multiplexer builds the bootstrap preamble as it starts (wrapped once, like ssh_args).
+    from ansible_mitogen.process import MuxProcess
+
+    assert MuxProcess._setup_services.__wrapped__.__qualname__ == "MuxProcess._setup_services"
     # Pinning is off on controllers with fewer than four CPUs (this repo's test machines have two).
     unpinned = type(ansible_mitogen.affinity.policy) is ansible_mitogen.affinity.Policy
     assert unpinned == ((os.cpu_count() or 1) < plugin.PINNING_MIN_CPUS)
+
+
+def test_the_preamble_is_built_in_the_background_after_the_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import mitogen.master  # in a master, the core source is minified: the slow part
+    import mitogen.parent
+
+    plugin = load_plugin()
+    calls: list[str] = []
+    monkeypatch.setattr(mitogen.parent, "_core_source_partial", None)
+    wrapped = plugin._warming_preamble(calls.append)
+    wrapped("mux")
+    assert calls == ["mux"]  # the multiplexer's own setup runs first, unchanged
+    [thread] = [t for t in threading.enumerate() if t.name == plugin.PREAMBLE_THREAD]
+    thread.join(timeout=30)
+    assert mitogen.parent._core_source_partial is not None
 
 
 def test_control_path_is_added_only_where_the_ssh_connection_would(
