@@ -43,7 +43,8 @@ DOCUMENTATION = """
       - Mitogen's mitogen_free strategy with the ssh ControlPath Ansible's ssh connection would use,
         without CPU pinning on controllers with fewer than four CPUs, and with the bootstrap preamble
         built as the multiplexer starts.
-      - Falls back to the builtin free strategy, with a warning, when mitogen is not installed.
+      - Falls back to the builtin free strategy, with a warning, when mitogen is not installed or
+        refuses this ansible-core.
 """
 
 PINNING_MIN_CPUS = 4
@@ -66,7 +67,6 @@ def _with_control_path(ssh_args: Callable[[Any], list[str]]) -> Callable[[Any], 
         args = ssh_args(spec)
         return args + control_path_args(args)
 
-    wrapped.__wrapped__ = ssh_args  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -82,8 +82,17 @@ def _warming_preamble(setup_services: Callable[[Any], None]) -> Callable[[Any], 
 
         threading.Thread(target=mitogen.parent.get_core_source_partial, name=PREAMBLE_THREAD, daemon=True).start()
 
-    wrapped.__wrapped__ = setup_services  # type: ignore[attr-defined]
     return wrapped
+
+
+def _wrap_once(owner: Any, name: str, wrap: Callable[[Any], Any]) -> None:
+    """Replace owner.name with wrap(owner.name), unless an earlier load of this plugin already did."""
+    current = getattr(owner, name)
+    if hasattr(current, "__wrapped__"):
+        return
+    wrapper = wrap(current)
+    wrapper.__wrapped__ = current
+    setattr(owner, name, wrapper)
 
 
 def _adapt_mitogen() -> type | str:
@@ -101,11 +110,8 @@ def _adapt_mitogen() -> type | str:
             "strategy (slower); pip install -U mitogen may bring a release that supports it"
         )
     for spec in (transport.PlayContextSpec, transport.MitogenViaSpec):
-        if not hasattr(spec.ssh_args, "__wrapped__"):
-            spec.ssh_args = _with_control_path(spec.ssh_args)
-    mux = ansible_mitogen.process.MuxProcess
-    if not hasattr(mux._setup_services, "__wrapped__"):
-        mux._setup_services = _warming_preamble(mux._setup_services)
+        _wrap_once(spec, "ssh_args", _with_control_path)
+    _wrap_once(ansible_mitogen.process.MuxProcess, "_setup_services", _warming_preamble)
     if (os.cpu_count() or 1) < PINNING_MIN_CPUS:
         ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
     return MitogenFree  # type: ignore[no-any-return]

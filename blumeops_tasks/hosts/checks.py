@@ -121,8 +121,10 @@ def _mitogen(p: Project) -> Outcome:
     try:
         import mitogen as package  # its __init__ is a version tuple and little else (importlib.metadata costs 13 ms)
     except ImportError:
-        return mitogen(ansible_strategy(p), None)
-    return mitogen(ansible_strategy(p), ".".join(str(part) for part in package.__version__))
+        version = None
+    else:
+        version = ".".join(str(part) for part in package.__version__)
+    return mitogen(ansible_strategy(p), version)
 
 
 def reach(c: Context, target: SshTarget, timeout: float, control_path: str = "") -> Outcome:
