@@ -7,6 +7,7 @@ Secrets never live here: they come from the environment, which `.env` fills with
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ ROOT_DEFAULTS: dict[str, Any] = {
     # Per-check timeouts in seconds.
     "check_timeout": 60.0,
     "preflight_timeout": 10.0,
+    # House rules (our conventions, e.g. a role's meta/argument_specs.yml) are warnings unless strict.
+    "lint": {"strict": False},
 }
 
 MISSING = object()
@@ -32,7 +35,7 @@ MISSING = object()
 
 def compose_defaults(layer_defaults: Mapping[str, Mapping[str, Any]], root: Path) -> dict[str, Any]:
     """The `blumeops` config tree: root settings plus one sub-tree per layer."""
-    tree: dict[str, Any] = dict(ROOT_DEFAULTS)
+    tree: dict[str, Any] = copy.deepcopy(ROOT_DEFAULTS)
     tree["root"] = str(root)
     for name, defaults in layer_defaults.items():
         tree[name] = dict(defaults)
@@ -55,6 +58,11 @@ def setting(c: Context, dotted: str, flag: Any = None) -> Any:
                 f"restore its default in the layer module or set it in invoke.yaml."
             )
     return node
+
+
+def lint_strict(c: Context) -> bool:
+    """Whether house-rule findings fail `inv check` (`blumeops.lint.strict`) instead of warning."""
+    return bool(setting(c, "lint.strict"))
 
 
 def repo_root(c: Context) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
@@ -85,10 +85,24 @@ def error(text: str) -> None:
     _rich(sys.stderr).print(text, style="bold red", markup=False)
 
 
-def print_json(data: Any) -> None:
-    """Print a JSON document (redacted, stable key order) to stdout."""
-    sys.stdout.write(json.dumps(redact_data(data), indent=2, sort_keys=False, default=str) + "\n")
+_json_printed = threading.Event()
+
+
+def json_document(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The one top-level shape of every `--json` document: `exit_code` and `error` first, then the payload."""
+    return {"exit_code": int(data.get("exit_code", 0)), "error": data.get("error"), **data}
+
+
+def print_json(data: Mapping[str, Any]) -> None:
+    """Print a JSON document (redacted, stable key order, the shared top-level shape) to stdout."""
+    sys.stdout.write(json.dumps(redact_data(json_document(data)), indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+    _json_printed.set()
+
+
+def json_printed() -> bool:
+    """Whether this process already printed its JSON document (a `--json` error then adds none)."""
+    return _json_printed.is_set()
 
 
 def table(

@@ -27,7 +27,9 @@ class Layer:
     name            collection name and config key (`blumeops.<name>`)
     help            one line for listings
     collection      the layer's invoke collection (its tasks)
-    paths           repo paths the layer owns (git guard, pending, affected)
+    path_settings   names of settings under `blumeops.<name>` that point at the native files the
+                    layer owns; `owned_paths(c, layer)` resolves them (git guard, pending, affected),
+                    so an adopted repo's own layout is owned by configuration alone
     offline_checks  checks that need no network, credentials or remote host (`inv check`)
     preflight_checks checks of the operator's environment (`inv preflight`)
     plan            read-only preview of every target, as the shared plan model
@@ -40,7 +42,7 @@ class Layer:
     name: str
     help: str
     collection: Collection
-    paths: tuple[str, ...]
+    path_settings: tuple[str, ...]
     offline_checks: Callable[[Context], Sequence[CheckSpec]]
     preflight_checks: Callable[[Context], Sequence[CheckSpec]]
     plan: Callable[[Context], LayerPlan]
@@ -48,6 +50,27 @@ class Layer:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     secret_env: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
+
+
+def owned_paths(c: Context, layer: Layer) -> tuple[str, ...]:
+    """The repo-relative paths the layer owns, from its settings ("roles/" for a directory).
+
+    A configured path outside the repository is not owned by it (git cannot guard it) and is left out.
+    """
+    from blumeops_tasks.config import repo_path, repo_root, setting
+
+    root = repo_root(c)
+    owned: list[str] = []
+    for key in layer.path_settings:
+        path = repo_path(c, str(setting(c, f"{layer.name}.{key}"))).resolve()
+        try:
+            relative = path.relative_to(root).as_posix()
+        except ValueError:
+            continue
+        if relative == ".":  # the whole repo is nobody's layer
+            continue
+        owned.append(f"{relative}/" if path.is_dir() else relative)
+    return tuple(dict.fromkeys(owned))
 
 
 def deferred(target: str) -> Callable[..., Any]:

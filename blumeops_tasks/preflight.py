@@ -39,6 +39,12 @@ def failed(detail: str, fix: str = "") -> Outcome:
     return Outcome("fail", detail, fix)
 
 
+def house_rule(strict: bool, detail: str, fix: str = "") -> Outcome:
+    """A breach of one of our own conventions (not a tool's error): a warning, or a failure when
+    `blumeops.lint.strict` is on. The operator's files are never failed for our taste by default."""
+    return Outcome("fail" if strict else "warn", detail, fix)
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     """A check to run: `run()` returns an Outcome (or raises: reported as fail)."""

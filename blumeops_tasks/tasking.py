@@ -5,6 +5,10 @@
 * a tool's own failure (`UnexpectedExit`) passes through with the tool's exit code, redacted;
 * Ctrl-C is exit 130 with one line; anything unexpected is one line naming the task
   (BLUMEOPS_DEBUG=1 shows the traceback).
+* A task run with `--json` that stops with a message before printing its document prints
+  `{"exit_code": N, "error": "<the sentence>"}`, so stdout is always one JSON document.
+* No automatic short flags: a flag letter would mean different things in different tasks
+  (`-l` for --limit here, --layer there), so every flag is spelled out.
 Before the body runs, `.env` is loaded without overriding the environment.
 """
 
@@ -30,8 +34,24 @@ def _tool_failure(exc: UnexpectedExit) -> Exit:
     return Exit(redact(f"`{result.command}` failed with exit code {result.exited}{last}"), code=result.exited)
 
 
+def _json_error(exc: Exit) -> None:
+    from blumeops_tasks import console
+
+    message = exc.message if isinstance(exc.message, str) else ""
+    if message and not console.json_printed():
+        console.print_json({"exit_code": exc.code or 1, "error": message})
+
+
 class GuardedTask(Task):  # type: ignore[type-arg]  # invoke's Task is loosely typed
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._guarded(*args, **kwargs)
+        except Exit as exc:
+            if kwargs.get("json"):
+                _json_error(exc)
+            raise
+
+    def _guarded(self, *args: Any, **kwargs: Any) -> Any:
         if args and isinstance(args[0], Context):
             load_env_file(args[0])
         try:
@@ -55,4 +75,4 @@ class GuardedTask(Task):  # type: ignore[type-arg]  # invoke's Task is loosely t
             ) from None
 
 
-task = functools.partial(invoke_task, klass=GuardedTask)
+task = functools.partial(invoke_task, klass=GuardedTask, auto_shortflags=False)

@@ -33,7 +33,7 @@ from blumeops_tasks import console
 from blumeops_tasks.config import repo_root, state_dir
 from blumeops_tasks.gitops import git_state, journal
 from blumeops_tasks.gitops.lock import ApplyLock, Holder, LockRefused
-from blumeops_tasks.layer import Layer
+from blumeops_tasks.layer import Layer, owned_paths
 from blumeops_tasks.plan import LayerPlan
 from blumeops_tasks.redaction import redact
 
@@ -145,7 +145,7 @@ class ApplySession:
         self._time = now_iso()
         root = repo_root(self.c)
         status = git_state.read_status(self.c, root)
-        verdict = git_state.evaluate(self.layer.name, self.layer.paths, status)
+        verdict = git_state.evaluate(self.layer.name, owned_paths(self.c, self.layer), status)
         record = self.record
         record.commit = status.oid
         record.branch = status.branch

@@ -10,6 +10,7 @@ from invoke.exceptions import Exit
 
 from blumeops_tasks import console, layers
 from blumeops_tasks.config import repo_root, state_dir
+from blumeops_tasks.layer import owned_paths
 from blumeops_tasks.tasking import task
 
 if TYPE_CHECKING:  # git_state, journal and targets are imported inside the tasks: `inv --list` stays light
@@ -136,15 +137,16 @@ def pending_report(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
     status = git_state.read_status(c, root)
     report: list[dict[str, Any]] = []
     for lay in selected:
+        paths = owned_paths(c, lay)
         last = journal.last_success(entries, lay.name)
         commit = str(last["commit"]) if last else None
         known = bool(commit and git_state.resolve(c, root, commit))
         if status.oid is None:
             commits: list[git_state.Commit] = []
         elif last is None:
-            commits = git_state.log(c, root, "HEAD", lay.paths)
+            commits = git_state.log(c, root, "HEAD", paths)
         elif known:
-            commits = git_state.log(c, root, f"{commit}..HEAD", lay.paths)
+            commits = git_state.log(c, root, f"{commit}..HEAD", paths)
         else:
             commits = []
         report.append(
@@ -153,7 +155,7 @@ def pending_report(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
                 "state": pending_state(last, known, status.oid, len(commits)),
                 "last_apply": _last_apply(last),
                 "commits": [commit_.to_dict() for commit_ in commits],
-                "uncommitted": [p for p in status.changed if git_state.path_in(p, lay.paths)],
+                "uncommitted": [p for p in status.changed if git_state.path_in(p, paths)],
                 "apply": f"inv {lay.apply_task}",
             }
         )
@@ -177,7 +179,7 @@ def pending(c: Context, layer: str | None = None, json: bool = False) -> None:
     report = pending_report(c, selected)
     states = [str(item["state"]) for item in report["layers"]]
     if json:
-        console.print_json(report)
+        console.print_json({"exit_code": pending_exit_code(states), **report})
     else:
         rows = []
         for item in report["layers"]:
@@ -240,7 +242,7 @@ def affected_report(c: Context, since: str) -> dict[str, Any]:
     committed = git_state.changed_since(c, root, base)
     status = git_state.read_status(c, root)
     uncommitted = set(status.changed)
-    infos = [targets.LayerInfo(lay.name, lay.paths, lay.apply_task) for lay in layers.all_layers()]
+    infos = [targets.LayerInfo(lay.name, owned_paths(c, lay), lay.apply_task) for lay in layers.all_layers()]
     hits = targets.map_paths(
         [*committed, *status.changed],
         infos,

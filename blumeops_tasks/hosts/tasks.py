@@ -154,7 +154,8 @@ def status(c: Context, host: str = "", inventory: str | None = None, json: bool 
     verdicts = probing.parse(probes, result.stdout)
     healthy = all(v.healthy for v in verdicts)
     if json:
-        console.print_json({"host": host, "healthy": healthy, "services": [v.to_dict() for v in verdicts]})
+        services = [v.to_dict() for v in verdicts]
+        console.print_json({"exit_code": 0 if healthy else 1, "host": host, "healthy": healthy, "services": services})
     else:
         console.table(
             f"{host}: services", ["role", "service", "process", "ports", "files", "state"], probing.rows(verdicts)

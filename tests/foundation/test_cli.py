@@ -74,3 +74,33 @@ def test_unknown_layer_is_one_sentence_with_a_suggestion() -> None:
     assert result.stderr.strip() == (
         "Unknown layer 'host' (did you mean hosts?); known layers: tailnet, hosts, argocd."
     )
+
+
+def test_no_task_has_a_short_flag() -> None:
+    """One CLI grammar: a flag letter would mean --limit in one task and --layer in another."""
+    listing = json.loads(run_inv("--list", "--list-format=json").stdout)
+
+    def names(collection: dict, prefix: str = "") -> list[str]:  # type: ignore[type-arg]
+        found = [prefix + t["name"] for t in collection["tasks"]]
+        for sub in collection["collections"]:
+            found += names(sub, prefix + sub["name"] + ".")
+        return found
+
+    for name in names(listing):
+        helptext = run_inv("--help", name).stdout
+        flags = [line.split()[0] for line in helptext.splitlines() if line.strip().startswith("-")]
+        assert all(flag.startswith("--") for flag in flags), f"{name} has short flags: {flags}"
+
+
+def test_json_error_is_one_document_on_stdout() -> None:
+    result = run_inv("history", "--json", "--layer=host")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    assert document["exit_code"] == 1
+    assert "Unknown layer 'host'" in document["error"]
+    assert "Unknown layer 'host'" in result.stderr
+
+
+def test_json_success_has_the_shared_top_level_shape() -> None:
+    document = json.loads(run_inv("config", "--json").stdout)
+    assert (document["exit_code"], document["error"]) == (0, None)

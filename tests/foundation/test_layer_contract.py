@@ -6,9 +6,12 @@ import subprocess
 import sys
 
 import pytest
+from invoke.config import Config
+from invoke.context import Context
 
 from blumeops_tasks import layers
-from blumeops_tasks.layer import deferred
+from blumeops_tasks.layer import deferred, owned_paths
+from blumeops_tasks.namespace import build_namespace
 from tests.conftest import REPO
 
 
@@ -28,7 +31,8 @@ def test_every_layer_fulfils_the_contract(layer) -> None:  # type: ignore[no-unt
     assert layer.collection.task_names, f"{layer.name} has no tasks"
     assert layer.apply_task.split(".")[0] == layer.name
     assert layer.apply_task.split(".", 1)[1] in layer.collection.task_names
-    assert layer.paths
-    assert all((REPO / path.rstrip("/")).exists() for path in layer.paths), layer.paths
+    paths = owned_paths(Context(config=Config(defaults=build_namespace(REPO).configuration())), layer)
+    assert paths, f"{layer.name} owns no path in this repo"
+    assert all((REPO / path.rstrip("/")).exists() for path in paths), paths
     for name in (*layer.secret_env, *layer.env):
         assert name in (REPO / ".env.example").read_text(), f"{name} is missing from .env.example"

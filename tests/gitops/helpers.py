@@ -38,12 +38,20 @@ INITIAL_FILES = {
 }
 
 
-def _layer(name: str, paths: tuple[str, ...], apply_task: str) -> Layer:
+# The layers' own path settings, as the real layers declare them (see make_context).
+LAYER_PATHS: dict[str, dict[str, str]] = {
+    "hosts": {"roles": "roles", "playbooks": "playbooks", "inventory": "inventory", "ansible_config": "ansible.cfg"},
+    "tailnet": {"dir": "pulumi"},
+    "argocd": {"dir": "argocd"},
+}
+
+
+def _layer(name: str, apply_task: str) -> Layer:
     return Layer(
         name=name,
         help=name,
         collection=Collection(name),
-        paths=paths,
+        path_settings=tuple(LAYER_PATHS[name]),
         offline_checks=lambda _c: [],
         preflight_checks=lambda _c: [],
         plan=lambda _c: LayerPlan(name),
@@ -51,9 +59,9 @@ def _layer(name: str, paths: tuple[str, ...], apply_task: str) -> Layer:
     )
 
 
-HOSTS = _layer("hosts", ("roles/", "playbooks/", "inventory/", "ansible.cfg"), "hosts.provision")
-TAILNET = _layer("tailnet", ("pulumi/",), "tailnet.up")
-ARGOCD = _layer("argocd", ("argocd/",), "argocd.sync")
+HOSTS = _layer("hosts", "hosts.provision")
+TAILNET = _layer("tailnet", "tailnet.up")
+ARGOCD = _layer("argocd", "argocd.sync")
 
 
 class Repo:
@@ -125,6 +133,7 @@ def _env() -> dict[str, str]:
 
 def make_context(root: Path, state: Path, **extra: Any) -> Context:
     settings: dict[str, Any] = {"root": str(root), "state_dir": str(state), "journal": "journal.jsonl"}
+    settings.update({name: dict(paths) for name, paths in LAYER_PATHS.items()})
     settings.update(extra)
     return Context(config=Config(overrides={"blumeops": settings}))
 
