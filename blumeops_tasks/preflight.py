@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-Status = Literal["ok", "warn", "fail"]
+Status = Literal["ok", "warn", "fail", "skip"]
 DEFAULT_TIMEOUT = 10.0
 
 
@@ -37,6 +37,12 @@ def warn(detail: str, fix: str = "") -> Outcome:
 
 def failed(detail: str, fix: str = "") -> Outcome:
     return Outcome("fail", detail, fix)
+
+
+def skipped(detail: str, fix: str = "") -> Outcome:
+    """Not checkable here (e.g. a Helm source ArgoCD renders, a remote base that needs the network):
+    said with its reason, never a failure."""
+    return Outcome("skip", detail, fix)
 
 
 def house_rule(strict: bool, detail: str, fix: str = "") -> Outcome:
@@ -126,7 +132,7 @@ def exit_code(results: Sequence[CheckResult]) -> int:
     return 1 if any(result.status == "fail" for result in results) else 0
 
 
-_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 
 
 def render(title: str, results: Sequence[CheckResult]) -> None:
@@ -140,7 +146,10 @@ def render(title: str, results: Sequence[CheckResult]) -> None:
     )
     fails = sum(r.status == "fail" for r in results)
     warns = sum(r.status == "warn" for r in results)
+    skips = sum(r.status == "skip" for r in results)
     verdict = f"{len(results)} checks: {fails} failed, {warns} warnings"
+    if skips:
+        verdict += f", {skips} not checkable here"
     console.out(verdict, style="red" if fails else ("yellow" if warns else "green"))
 
 

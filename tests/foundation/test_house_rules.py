@@ -21,3 +21,11 @@ def test_lint_is_not_strict_by_default() -> None:
     assert lint_strict(c) is False
     c.config["blumeops"]["lint"]["strict"] = True
     assert lint_strict(c) is True
+
+
+def test_a_skip_is_reported_but_never_fails() -> None:
+    from blumeops_tasks.preflight import CheckSpec, exit_code, run_checks, skipped
+
+    results = run_checks([CheckSpec("argocd", "helm app", lambda: skipped("rendered by ArgoCD"))])
+    assert [r.status for r in results] == ["skip"]
+    assert exit_code(results) == 0
