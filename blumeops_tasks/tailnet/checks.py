@@ -191,7 +191,7 @@ def devices_outcome(devices: Sequence[str], hosts: set[str] | None, inventory: P
 
 
 def lockout_outcome(policy: Mapping[str, Any], lockout: Lockout, source: str, strict: bool) -> Outcome:
-    if json.dumps(lockout.operator) not in json.dumps(policy, ensure_ascii=False):
+    if json.dumps(lockout.operator, ensure_ascii=False) not in json.dumps(policy, ensure_ascii=False):
         return house_rule(
             strict,
             f"the operator {lockout.operator} appears nowhere in {source}, so the lockout guard cannot hold",

@@ -148,9 +148,12 @@ def test_parse_devices_and_keys() -> None:
         ({"devices": {"indri": {"tags": [], "color": "red"}}}, "devices.yaml: devices.indri: unknown key(s) color"),
         ({"hosts": {}}, "devices.yaml: unknown section(s) hosts"),
         ({"auth_keys": {"ci": {"forever": True}}}, "devices.yaml: auth_keys.ci: allowed keys are"),
+        (["indri", "sifaka"], "devices.yaml: expected a mapping with 'devices' and 'auth_keys'"),
+        ({"devices": ["indri"]}, "devices.yaml: 'devices' must be a mapping keyed by name, got list"),
+        ({"auth_keys": "ci"}, "devices.yaml: 'auth_keys' must be a mapping keyed by name, got str"),
     ],
 )
-def test_parse_devices_errors_name_the_entry(data: dict[str, Any], message: str) -> None:
+def test_parse_devices_errors_name_the_entry(data: Any, message: str) -> None:
     with pytest.raises(program.SpecError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         program.parse_devices(data)
 
