@@ -73,14 +73,25 @@ def _failure(stderr: str, code: int) -> Outcome:
 
 def run(project_dir: Path, stack: str, python: str, timeout: float, cache_dir: Path | None) -> MockRun:
     """The program under mocks: the cached pass when nothing changed, else a fresh run."""
-    import json
-
     from blumeops_tasks.hosts import cache
 
+    if not (project_dir / "Pulumi.yaml").is_file():
+        return MockRun(
+            failed(f"no Pulumi.yaml in {project_dir}", "set blumeops.tailnet.dir to the Pulumi project's directory"),
+            None,
+        )
     key = cache_key(project_dir, stack, python) if cache_dir is not None else ""
     if cache_dir is not None and isinstance(cached := cache.get(cache_dir, CACHE_KIND, key), dict):
         return MockRun(ok(f"{summary(cached)} (cached: the program's files are unchanged since it passed)"), cached)
-    command = [python, "-m", RUNNER, "--dir", str(project_dir), "--stack", stack]
+    fresh = _fresh_run([python, "-m", RUNNER, "--dir", str(project_dir), "--stack", stack], timeout)
+    if cache_dir is not None and fresh.report is not None:
+        cache.put(cache_dir, CACHE_KIND, key, fresh.report)
+    return fresh
+
+
+def _fresh_run(command: list[str], timeout: float) -> MockRun:
+    import json
+
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -89,16 +100,13 @@ def run(project_dir: Path, stack: str, python: str, timeout: float, cache_dir: P
             None,
         )
     except OSError as exc:
-        return MockRun(failed(f"cannot start {python}: {exc.strerror}", "set blumeops.tailnet.python"), None)
+        return MockRun(failed(f"cannot start {command[0]}: {exc.strerror}", "set blumeops.tailnet.python"), None)
     if done.returncode:
         return MockRun(_failure(done.stderr, done.returncode), None)
     try:
         report = json.loads(done.stdout)
     except ValueError:
-        hint = "run it by hand to see why: " + " ".join(command)
-        return MockRun(failed("the mock runner printed no report", hint), None)
-    if cache_dir is not None:
-        cache.put(cache_dir, CACHE_KIND, key, report)
+        return MockRun(failed("the mock runner printed no report", "run it by hand: " + " ".join(command)), None)
     return MockRun(ok(summary(report)), report)
 
 

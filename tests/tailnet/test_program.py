@@ -289,3 +289,18 @@ def test_the_cache_key_reads_content_not_mtime(tmp_path: Path) -> None:
     (project / "__main__.py").write_text("x = 2\n")
     assert program_check.cache_key(project, "s", "/py") != key
     assert program_check.cache_key(project, "other", "/py") != program_check.cache_key(project, "s", "/py")
+
+
+def test_a_program_that_prints_still_reports(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "repo")
+    main = root / "pulumi" / "__main__.py"
+    main.write_text(main.read_text() + '\nprint("debugging output")\n')
+    assert mock_check_outcome(root).status == "ok"
+
+
+def test_a_directory_without_a_pulumi_project_names_the_setting(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "repo")
+    (root / "pulumi" / "Pulumi.yaml").unlink()
+    result = mock_check_outcome(root)
+    assert (result.status, result.detail) == ("fail", f"no Pulumi.yaml in {root}/pulumi")
+    assert "blumeops.tailnet.dir" in result.fix
