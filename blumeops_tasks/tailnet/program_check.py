@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from blumeops_tasks.preflight import Outcome, failed, ok
+from blumeops_tasks.tailnet.mock_runner import GET_DEVICE
 
 RUNNER = "blumeops_tasks.tailnet.mock_runner"
 CACHE_KIND = "program-under-mocks"
-GET_DEVICE = "tailscale:index/getDevice:getDevice"
 # Directories that are not the program: environments, caches, local state (hidden ones too).
 NOT_PROGRAM = frozenset({"__pycache__", "node_modules", "venv"})
 
