@@ -5,6 +5,7 @@ Imported inside the tasks, never at `inv --list` time.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from invoke.context import Context
@@ -52,11 +53,14 @@ def run_preview(c: Context, target: pulumi_cli.Target, save_plan: Path | None = 
 
 
 def preview_plan(c: Context) -> LayerPlan:
-    """The layer's plan for `inv plan`: the guard, then the preview; a refusal becomes the error."""
+    """The layer's plan for `inv plan`: the guard, then the preview; a refusal becomes the error and
+    the guard's warnings (house rules) join the plan's note."""
     results = gate(c)
     if runner.exit_code(results):
         return LayerPlan(NAME, error=refusal(results, "preview"))
-    return run_preview(c, checks.target(c))
+    plan = run_preview(c, checks.target(c))
+    warnings = [f"warning: {r.name}: {r.detail}" for r in results if r.status == "warn"]
+    return replace(plan, note="; ".join(part for part in (plan.note, *warnings) if part)) if warnings else plan
 
 
 def guard_or_fail(c: Context, verb: str) -> None:

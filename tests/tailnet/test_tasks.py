@@ -170,6 +170,16 @@ def test_missing_credentials_are_named(root: Path, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.usefixtures("creds", "cli_on_path")
+def test_house_rule_warnings_reach_the_plan_of_inv_plan(root: Path) -> None:
+    policy = root / "pulumi" / "policy.hujson"
+    policy.write_text(policy.read_text().replace('"tag:indri:22", ', ""), encoding="utf-8")
+    c = context(root, runs(root, fixture_text("preview_delete.json")), python=PYTHON)
+    plan = workflow.preview_plan(c)
+    assert (plan.error, plan.counts()["delete"]) == (None, 1)
+    assert "warning: lockout guard: policy tests no longer guarantee" in plan.note
+
+
+@pytest.mark.usefixtures("creds", "cli_on_path")
 def test_layer_plan_for_inv_plan(root: Path) -> None:
     c = context(root, runs(root, fixture_text("preview_delete.json")), python=PYTHON)
     plan = workflow.preview_plan(c)
