@@ -180,6 +180,8 @@ def devices_outcome(devices: Sequence[str], hosts: set[str] | None, inventory: P
             f"no inventory at {_relative(inventory)}, so the devices are not checked against the hosts",
             "point blumeops.hosts.inventory at the Ansible inventory",
         )
+    if not devices:
+        return ok("the program looks up no device by name (get_device)")
     unknown = sorted(set(devices) - hosts)
     if unknown:
         return house_rule(
@@ -245,9 +247,12 @@ def offline_checks(c: Context) -> list[CheckSpec]:
 
     def tags() -> Outcome:
         report = mock().report
-        return needs_policy() or tags_outcome(
+        outcome = needs_policy() or tags_outcome(
             policy().data or {}, program_check.tags_carried(report or {}), source, conf.strict
         )
+        if report is None and outcome.status == "ok":  # say what was not read
+            return ok(f"{outcome.detail}; the program's own tags were not read (see program under mocks)")
+        return outcome
 
     def devices() -> Outcome:
         report = mock().report

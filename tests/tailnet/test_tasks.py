@@ -440,3 +440,16 @@ def test_no_stack_chosen_is_a_preflight_row_and_one_sentence_for_up(tmp_path: Pa
     assert outcome.fix == "set blumeops.tailnet.stack in invoke.yaml"
     with pytest.raises(Exit, match=r"^Cannot apply the tailnet stack: blumeops\.tailnet\.stack is empty"):
         tasks.up(c, yes=True)
+
+
+def test_when_the_program_fails_the_tags_row_says_what_it_did_not_read(root: Path) -> None:
+    (root / "pulumi" / "devices.yaml").write_text("- indri\n", encoding="utf-8")
+    results = run_offline(root)
+    assert results["tags declared"].status == "ok"
+    assert "the program's own tags were not read" in results["tags declared"].detail
+    assert results["devices known"].status == "skip"
+
+
+def test_a_program_that_looks_up_no_device_says_so() -> None:
+    outcome = checks.devices_outcome([], {"indri"}, Path("inventory"), strict=True)
+    assert (outcome.status, outcome.detail) == ("ok", "the program looks up no device by name (get_device)")
