@@ -44,8 +44,11 @@ def run_preview(c: Context, target: pulumi_cli.Target, save_plan: Path | None = 
     """`pulumi preview --json --refresh` parsed into the plan model (never raises for a failed preview);
     with `save_plan`, Pulumi's update plan is written there (an older one is removed first)."""
     if save_plan is not None:
-        save_plan.parent.mkdir(parents=True, exist_ok=True)
-        save_plan.unlink(missing_ok=True)
+        try:
+            save_plan.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # plans hold the resources' inputs
+            save_plan.unlink(missing_ok=True)
+        except OSError as exc:
+            console.fail(f"Cannot keep the update plan at {save_plan} ({exc.strerror}); fix the state directory.")
     command = pulumi_cli.preview_command(target, save_plan)
     with console.status(f"pulumi preview --refresh ({target.stack})"):
         result = pulumi_cli.capture(c, command, pulumi_cli.env_for(target))

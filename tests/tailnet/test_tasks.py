@@ -453,3 +453,14 @@ def test_when_the_program_fails_the_tags_row_says_what_it_did_not_read(root: Pat
 def test_a_program_that_looks_up_no_device_says_so() -> None:
     outcome = checks.devices_outcome([], {"indri"}, Path("inventory"), strict=True)
     assert (outcome.status, outcome.detail) == ("ok", "the program looks up no device by name (get_device)")
+
+
+@pytest.mark.usefixtures("creds", "cli_on_path")
+def test_an_unwritable_plan_directory_is_one_sentence_before_pulumi_runs(root: Path, applying: dict[str, Any]) -> None:
+    plans = saved_plan(root).parent
+    plans.parent.mkdir(parents=True)
+    plans.write_text("not a directory")  # the plans directory cannot be made, even as root
+    c = context(root, saving_runs(root, fixture_text("preview_update.json")), python=PYTHON)
+    with pytest.raises(Exit, match=r"^Cannot keep the update plan at "):
+        tasks.up(c, yes=True)
+    assert not [call for call in c.run.call_args_list if call.args[0].startswith("pulumi preview")]
