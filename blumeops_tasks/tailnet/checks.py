@@ -335,11 +335,18 @@ def stack_outcome(c: Context, tgt: pulumi_cli.Target) -> Outcome:
     return ok(f"stack {tgt.stack} exists") if tgt.stack in names else failed(f"stack {tgt.stack} not found", fix)
 
 
-def credentials_outcome(environ: Mapping[str, str]) -> Outcome:
-    problem = pulumi_cli.credential_problem(environ)
+def credentials_outcome(environ: Mapping[str, str], stack: Mapping[str, Any] | None = None) -> Outcome:
+    """Tailscale credentials from the environment or the stack's config (`tailscale:apiKey`, ...);
+    a stack that imports ESC environments gets them from there, which is not checkable here."""
+    stack = stack or {}
+    if stack.get("environment"):
+        return skipped("the stack imports Pulumi ESC environments: the credentials come from there")
+    config = stack.get("config") if isinstance(stack.get("config"), Mapping) else {}
+    found = pulumi_cli.credential_sources(environ, config or {})
+    problem = pulumi_cli.credential_problem(found)
     if problem:
-        return failed(problem, "set them in .env (see .env.example, section tailnet)")
-    return ok(f"Tailscale {pulumi_cli.credential_kind(environ)} for tailnet {environ['TAILSCALE_TAILNET']}")
+        return failed(problem, "set them in .env (see .env.example, section tailnet) or the stack's tailscale:* config")
+    return ok(f"Tailscale {pulumi_cli.credential_kind(found)} for tailnet {found['TAILSCALE_TAILNET']}")
 
 
 def passphrase_outcome(tgt: pulumi_cli.Target, environ: Mapping[str, str]) -> Outcome:
@@ -367,6 +374,10 @@ def preflight_checks(c: Context) -> list[CheckSpec]:
         CheckSpec(NAME, "pulumi CLI", lambda: cli_outcome(c, tgt)),
         CheckSpec(NAME, "backend", lambda: backend_outcome(c, tgt)),
         CheckSpec(NAME, "stack", lambda: stack_outcome(c, tgt)),
-        CheckSpec(NAME, "credentials", lambda: credentials_outcome(os.environ)),
+        CheckSpec(
+            NAME,
+            "credentials",
+            lambda: credentials_outcome(os.environ, pulumi_cli.stack_file(tgt.project_dir, tgt.stack)),
+        ),
         CheckSpec(NAME, "passphrase", lambda: passphrase_outcome(tgt, os.environ)),
     ]

@@ -141,12 +141,37 @@ def resolve_stack(configured: str, project_dir: Path) -> str:
     return stacks[0] if len(stacks) == 1 else ""
 
 
+def stack_file(project_dir: Path, stack: str) -> dict[str, Any]:
+    """Pulumi.<stack>.yaml as a mapping (empty when absent or of another shape)."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    data = _yaml(path) if stack and path.is_file() else None
+    return dict(data) if isinstance(data, dict) else {}
+
+
 def stack_config(project_dir: Path, stack: str) -> dict[str, Any]:
     """The `config:` mapping of Pulumi.<stack>.yaml (empty when the file has none)."""
-    path = project_dir / f"Pulumi.{stack}.yaml"
-    data = _yaml(path) if path.is_file() else None
-    config = (data.get("config") if isinstance(data, dict) else None) or {}
+    config = stack_file(project_dir, stack).get("config") or {}
     return dict(config) if isinstance(config, dict) else {}
+
+
+# The provider reads each credential from its stack config key or from the environment variable.
+CREDENTIAL_CONFIG = {
+    "tailscale:apiKey": "TAILSCALE_API_KEY",
+    "tailscale:oauthClientId": "TAILSCALE_OAUTH_CLIENT_ID",
+    "tailscale:oauthClientSecret": "TAILSCALE_OAUTH_CLIENT_SECRET",
+    "tailscale:tailnet": "TAILSCALE_TAILNET",
+}
+
+
+def credential_sources(environ: Mapping[str, str], config: Mapping[str, Any]) -> dict[str, str]:
+    """The credential variables as the provider sees them: the environment, plus each one the stack
+    config sets (a config value stands in as its key's name when secret, so nothing secret is copied)."""
+    merged = {name: environ[name] for name in CREDENTIAL_CONFIG.values() if environ.get(name)}
+    for key, name in CREDENTIAL_CONFIG.items():
+        value = config.get(key)
+        if value and name not in merged:
+            merged[name] = value if isinstance(value, str) and name == "TAILSCALE_TAILNET" else f"({key})"
+    return merged
 
 
 def resolve_backend(configured: str, environ: Mapping[str, str], project: Project, project_dir: Path) -> str:

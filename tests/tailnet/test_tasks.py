@@ -464,3 +464,19 @@ def test_an_unwritable_plan_directory_is_one_sentence_before_pulumi_runs(root: P
     with pytest.raises(Exit, match=r"^Cannot keep the update plan at "):
         tasks.up(c, yes=True)
     assert not [call for call in c.run.call_args_list if call.args[0].startswith("pulumi preview")]
+
+
+def test_credentials_may_come_from_the_stack_config() -> None:
+    stack = {"config": {"tailscale:tailnet": "tail4c2e1.ts.net", "tailscale:apiKey": {"secure": "v1:abc"}}}
+    outcome = checks.credentials_outcome({}, stack)
+    assert (outcome.status, outcome.detail) == ("ok", "Tailscale API key for tailnet tail4c2e1.ts.net")
+    only_tailnet = checks.credentials_outcome({}, {"config": {"tailscale:tailnet": "tail4c2e1.ts.net"}})
+    assert only_tailnet.status == "fail"
+    assert "TAILSCALE_TAILNET" not in only_tailnet.detail
+    assert "v1:abc" not in str(checks.credentials_outcome({"TAILSCALE_API_KEY": "k"}, stack))
+
+
+def test_credentials_from_an_esc_environment_are_not_checkable_here() -> None:
+    outcome = checks.credentials_outcome({}, {"environment": ["homelab/tailnet"]})
+    assert outcome.status == "skip"
+    assert "ESC" in outcome.detail
