@@ -350,13 +350,7 @@ def credentials_outcome(environ: Mapping[str, str], stack: Mapping[str, Any] | N
 
 
 def passphrase_outcome(tgt: pulumi_cli.Target, environ: Mapping[str, str]) -> Outcome:
-    config_file = tgt.project_dir / f"Pulumi.{tgt.stack}.yaml"
-    provider = ""
-    if config_file.is_file():
-        import yaml
-
-        data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-        provider = str(data.get("secretsprovider", "")) if isinstance(data, dict) else ""
+    provider = str(pulumi_cli.stack_file(tgt.project_dir, tgt.stack).get("secretsprovider", ""))
     local = pulumi_cli.file_backend_path(tgt.backend_url, tgt.project_dir) is not None
     if not (provider.startswith("passphrase") or (local and not provider)):
         return ok(f"secrets provider {provider or 'of the backend'}: no passphrase needed")
