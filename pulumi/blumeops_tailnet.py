@@ -101,6 +101,10 @@ def parse_devices(data: Any, source: str = "devices.yaml") -> tuple[list[Device]
     unknown = set(data) - {"devices", "auth_keys"}
     if unknown:
         raise SpecError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}")
+    for section in ("devices", "auth_keys"):
+        if not isinstance(data.get(section) or {}, Mapping):
+            kind = type(data[section]).__name__
+            raise SpecError(f"{source}: '{section}' must be a mapping keyed by name, got {kind}")
     devices: list[Device] = []
     for host, entry in (data.get("devices") or {}).items():
         where = f"{source}: devices.{host}"

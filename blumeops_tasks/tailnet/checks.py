@@ -1,7 +1,9 @@
 """The tailnet layer's checks: offline (`inv check`) and environment (`inv preflight`).
 
-Offline: the policy parses as HuJSON; every tag is declared; every device is a host the inventory
-knows; the lockout guard; the program under the SDK's mocks builds what the files declare.
+Offline: the policy parses (json5 reads HuJSON) and the program runs under the SDK's mocks — the
+tools' own meaning, failures when they break. From the program's report and the policy, our own
+conventions, house rules (warnings unless `blumeops.lint.strict`): every tag is declared, every
+device the program looks up is a host the inventory knows, the lockout guard.
 Preflight: the pulumi CLI and its version; the backend; the stack; Tailscale credentials; the
 passphrase for the local backend.
 
@@ -13,20 +15,19 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from blumeops_tasks import shell
-from blumeops_tasks.config import repo_path, setting
-from blumeops_tasks.preflight import CheckSpec, Outcome, failed, ok, warn
-from blumeops_tasks.tailnet import pulumi_cli
+from blumeops_tasks.config import lint_strict, repo_path, setting, state_dir
+from blumeops_tasks.preflight import CheckSpec, Outcome, failed, house_rule, ok, skipped, warn
+from blumeops_tasks.tailnet import program_check, pulumi_cli
 from blumeops_tasks.tailnet.policy import (
     Lockout,
     PolicyError,
@@ -38,9 +39,9 @@ from blumeops_tasks.tailnet.policy import (
 )
 
 NAME = "tailnet"
-CONFIG_NS = "blumeops-tailnet"
 DEFAULT_INVENTORY = "inventory/hosts.yml"
 INSTALL_HINT = "run `mise install` (mise.toml pins the pulumi CLI), or put pulumi on PATH"
+T = TypeVar("T")
 
 
 # --- settings and files -------------------------------------------------------------------------
@@ -49,16 +50,22 @@ INSTALL_HINT = "run `mise install` (mise.toml pins the pulumi CLI), or put pulum
 @dataclass(frozen=True)
 class Settings:
     project_dir: Path
-    stack: str
+    stack: str  # "" when neither configured nor the only stack file beside the program
+    policy_path: Path
     lockout: Lockout
     inventory: Path
     mock_timeout: float
+    python: str
+    strict: bool  # house rules fail instead of warning
+    cache_dir: Path
 
 
 def settings(c: Context) -> Settings:
+    project_dir = repo_path(c, setting(c, "tailnet.dir"))
     return Settings(
-        project_dir=repo_path(c, setting(c, "tailnet.dir")),
-        stack=str(setting(c, "tailnet.stack")),
+        project_dir=project_dir,
+        stack=pulumi_cli.resolve_stack(str(setting(c, "tailnet.stack")), project_dir),
+        policy_path=project_dir / str(setting(c, "tailnet.policy")),
         lockout=Lockout(
             operator=str(setting(c, "tailnet.operator")),
             indri=(str(setting(c, "tailnet.indri_tag")), str(setting(c, "tailnet.indri_host"))),
@@ -67,6 +74,9 @@ def settings(c: Context) -> Settings:
         ),
         inventory=repo_path(c, inventory_setting(c)),
         mock_timeout=float(setting(c, "tailnet.mock_timeout")),
+        python=str(setting(c, "tailnet.python")) or pulumi_cli.default_python(),
+        strict=lint_strict(c),
+        cache_dir=state_dir(c) / "cache" / NAME,
     )
 
 
@@ -83,7 +93,7 @@ def target(c: Context) -> pulumi_cli.Target:
     return pulumi_cli.Target(
         tool=str(setting(c, "tailnet.pulumi")),
         project_dir=project_dir,
-        stack=str(setting(c, "tailnet.stack")),
+        stack=pulumi_cli.resolve_stack(str(setting(c, "tailnet.stack")), project_dir),
         backend_url=pulumi_cli.resolve_backend(
             str(setting(c, "tailnet.backend_url")),
             os.environ,
@@ -92,29 +102,6 @@ def target(c: Context) -> pulumi_cli.Target:
         ),
         python=str(setting(c, "tailnet.python")) or pulumi_cli.default_python(),
     )
-
-
-@dataclass(frozen=True)
-class Declared:
-    """What the stack declares, read from its files."""
-
-    policy_path: Path
-    devices_path: Path
-    devices: dict[str, list[str]]  # hostname -> tags
-    key_tags: dict[str, list[str]]  # auth key name -> tags
-    dns: dict[str, Any]
-
-
-def declared(project_dir: Path, stack: str) -> Declared:
-    import yaml
-
-    config = pulumi_cli.stack_config(project_dir, stack)
-    policy_path = project_dir / str(config.get(f"{CONFIG_NS}:policyFile", "policy.hujson"))
-    devices_path = project_dir / str(config.get(f"{CONFIG_NS}:devicesFile", "devices.yaml"))
-    data = yaml.safe_load(devices_path.read_text(encoding="utf-8")) or {}
-    devices = {str(host): list((entry or {}).get("tags") or []) for host, entry in (data.get("devices") or {}).items()}
-    keys = {str(name): list((entry or {}).get("tags") or []) for name, entry in (data.get("auth_keys") or {}).items()}
-    return Declared(policy_path, devices_path, devices, keys, dict(config.get(f"{CONFIG_NS}:dns") or {}))
 
 
 def inventory_hosts(path: Path) -> set[str]:
@@ -148,52 +135,74 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def syntax_outcome(text: str, source: str) -> Outcome:
-    try:
-        policy = parse_hujson(text, source)
-    except PolicyError as exc:
-        return failed(
-            str(exc), "fix the HuJSON at that line and column (only comments and trailing commas extend JSON)"
+@dataclass(frozen=True)
+class Policy:
+    """The policy file as read once per run of the checks."""
+
+    path: Path
+    data: dict[str, Any] | None  # None when the file is missing or does not parse
+    syntax: Outcome
+
+
+def read_policy(path: Path) -> Policy:
+    if not path.is_file():
+        return Policy(
+            path,
+            None,
+            skipped(
+                f"no {path.name} beside the program, so there is no policy to check",
+                "set blumeops.tailnet.policy to the policy file the program sends",
+            ),
         )
-    return ok(f"{source} parses ({len(policy)} sections)")
+    try:
+        data = parse_hujson(path.read_text(encoding="utf-8"), path.name)
+    except PolicyError as exc:
+        return Policy(path, None, failed(str(exc), "fix the HuJSON at that line and column"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return Policy(path, None, failed(f"cannot read {path.name}: {exc}", "fix the file"))
+    return Policy(path, data, ok(f"{path.name} parses ({len(data)} sections)"))
 
 
-def tags_outcome(policy: Mapping[str, Any], decl: Declared, source: str) -> Outcome:
-    extra: dict[str, str] = {}
-    for host, tags in decl.devices.items():
-        for tag in tags:
-            extra.setdefault(tag, f"{decl.devices_path.name} devices.{host}")
-    for name, tags in decl.key_tags.items():
-        for tag in tags:
-            extra.setdefault(tag, f"{decl.devices_path.name} auth_keys.{name}")
-    missing = undeclared_tags(policy, extra)
+def tags_outcome(policy: Mapping[str, Any], carried: Mapping[str, str], source: str, strict: bool) -> Outcome:
+    missing = undeclared_tags(policy, carried)
     if missing:
-        return failed(
+        return house_rule(
+            strict,
             f"undeclared tag{'s' if len(missing) > 1 else ''}: {'; '.join(missing)}",
-            f"declare each in tagOwners in {source}, or stop using it",
+            f"declare each in tagOwners in {source} (Tailscale refuses an undeclared tag), or stop using it",
         )
     return ok(f"every tag is declared in tagOwners ({len(policy.get('tagOwners') or {})} tags)")
 
 
-def devices_outcome(devices: Sequence[str], hosts: set[str] | None, inventory: Path) -> Outcome:
+def devices_outcome(devices: Sequence[str], hosts: set[str] | None, inventory: Path, strict: bool) -> Outcome:
     if hosts is None:
-        return failed(
-            f"inventory {_relative(inventory)} is missing, so the devices cannot be checked against the hosts",
-            "add the Ansible inventory (hosts layer) or point blumeops.hosts.inventory at it",
+        return skipped(
+            f"no inventory at {_relative(inventory)}, so the devices are not checked against the hosts",
+            "point blumeops.hosts.inventory at the Ansible inventory",
         )
+    if not devices:
+        return ok("the program looks up no device by name (get_device)")
     unknown = sorted(set(devices) - hosts)
     if unknown:
-        return failed(
+        return house_rule(
+            strict,
             f"device{'s' if len(unknown) > 1 else ''} not in the inventory: {', '.join(unknown)}",
             f"use a host name from {_relative(inventory)} ({', '.join(sorted(hosts))}) or add the host there",
         )
     return ok(f"{len(devices)} devices, all in the inventory")
 
 
-def lockout_outcome(policy: Mapping[str, Any], lockout: Lockout, source: str) -> Outcome:
+def lockout_outcome(policy: Mapping[str, Any], lockout: Lockout, source: str, strict: bool) -> Outcome:
+    if json.dumps(lockout.operator, ensure_ascii=False) not in json.dumps(policy, ensure_ascii=False):
+        return house_rule(
+            strict,
+            f"the operator {lockout.operator} appears nowhere in {source}, so the lockout guard cannot hold",
+            "set blumeops.tailnet.operator (and indri_tag, ports) to your Tailscale login and the host to keep",
+        )
     problems = lockout_problems(policy, lockout)
     if problems:
-        return failed(
+        return house_rule(
+            strict,
             "; ".join(problems),
             f"keep a test like {required_tests_snippet(lockout)} in {source} (and an ssh rule for the operator)",
         )
@@ -201,78 +210,15 @@ def lockout_outcome(policy: Mapping[str, Any], lockout: Lockout, source: str) ->
     return ok(f"{lockout.operator} keeps {lockout.indri[0]} on {ports}")
 
 
-GET_DEVICE = "tailscale:index/getDevice:getDevice"
-TYPES = {
-    "acl": "tailscale:index/acl:Acl",
-    "tags": "tailscale:index/deviceTags:DeviceTags",
-    "key": "tailscale:index/tailnetKey:TailnetKey",
-    "nameservers": "tailscale:index/dnsNameservers:DnsNameservers",
-    "searchPaths": "tailscale:index/dnsSearchPaths:DnsSearchPaths",
-    "magicDns": "tailscale:index/dnsPreferences:DnsPreferences",
-}
-DNS_RESOURCES = {"nameservers": "nameservers", "searchPaths": "search-paths", "magicDns": "preferences"}
-
-
-def expected_resources(
-    decl: Declared, policy_text: str, node_id: Callable[[str], str]
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """(type, name) -> the inputs that must be exactly so, for everything the files declare."""
-    expected: dict[tuple[str, str], dict[str, Any]] = {(TYPES["acl"], "policy"): {"acl": policy_text}}
-    for host, tags in decl.devices.items():
-        expected[(TYPES["tags"], host)] = {"deviceId": node_id(host), "tags": sorted(tags)}
-    for name, tags in decl.key_tags.items():
-        expected[(TYPES["key"], name)] = {"tags": tags} if tags else {}
-    for key, name in DNS_RESOURCES.items():
-        if key in decl.dns:
-            expected[(TYPES[key], name)] = {key: decl.dns[key]}
-    return expected
-
-
-def mock_problems(report: Mapping[str, Any], expected: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[str]:
-    """Differences between what the program built under mocks and what the files declare."""
-    built = {(r["type"], r["name"]): r.get("inputs") or {} for r in report.get("resources") or []}
-    problems = [f"missing {kind.rsplit(':', 1)[-1]} {name}" for kind, name in expected if (kind, name) not in built]
-    problems += [f"unexpected {kind.rsplit(':', 1)[-1]} {name}" for kind, name in built if (kind, name) not in expected]
-    for key, want in expected.items():
-        got = built.get(key)
-        if got is None:
-            continue
-        for field, value in want.items():
-            if got.get(field) != value:
-                shown, wanted = json.dumps(got.get(field)), json.dumps(value)
-                problems.append(f"{key[0].rsplit(':', 1)[-1]} {key[1]}: {field} is {shown}, expected {wanted}")
-    return problems
-
-
 # --- check builders ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Loaded:
-    """The stack's files, read once per run of the checks."""
-
-    decl: Declared
-    text: str
-    policy: dict[str, Any] | None  # None when the policy does not parse
-    syntax: Outcome
-
-
-def load(conf: Settings) -> Loaded:
-    decl = declared(conf.project_dir, conf.stack)
-    text = decl.policy_path.read_text(encoding="utf-8")
-    try:
-        policy: dict[str, Any] | None = parse_hujson(text, decl.policy_path.name)
-    except PolicyError:
-        policy = None
-    return Loaded(decl, text, policy, syntax_outcome(text, decl.policy_path.name))
-
-
-def once(fn: Callable[[], Loaded]) -> Callable[[], Loaded]:
+def once(fn: Callable[[], T]) -> Callable[[], T]:
     """`fn` computed by the first check that asks (checks run concurrently), then shared."""
     lock = threading.Lock()
-    box: list[Loaded] = []
+    box: list[T] = []
 
-    def get() -> Loaded:
+    def get() -> T:
         with lock:
             if not box:
                 box.append(fn())
@@ -281,75 +227,50 @@ def once(fn: Callable[[], Loaded]) -> Callable[[], Loaded]:
     return get
 
 
-def _needs_policy(loaded: Loaded, outcome: Callable[[dict[str, Any]], Outcome]) -> Outcome:
-    if loaded.policy is None:
-        return failed(f"{loaded.decl.policy_path.name} does not parse", "fix the syntax error first")
-    return outcome(loaded.policy)
-
-
-def policy_checks(c: Context, loaded: Callable[[], Loaded] | None = None) -> list[CheckSpec]:
-    """The guard that runs before any pulumi command: syntax, tags, devices, lockout."""
+def offline_checks(c: Context) -> list[CheckSpec]:
+    """`inv check`, and the guard before every preview and apply: the policy parses, the program runs
+    under mocks (both failures when not), then the house rules on what they tell."""
     conf = settings(c)
-    get = loaded or once(lambda: load(conf))
+    policy = once(lambda: read_policy(conf.policy_path))
+    mock = once(
+        lambda: program_check.run(
+            conf.project_dir, conf.stack or "check", conf.python, conf.mock_timeout, conf.cache_dir
+        )
+    )
+    source = conf.policy_path.name
+    waits = conf.mock_timeout + 5  # the rows that read the program's report wait for it
+
+    def needs_policy() -> Outcome | None:
+        if policy().data is None:
+            return skipped(f"{source} is not available (see policy syntax)")
+        return None
 
     def tags() -> Outcome:
-        decl = get().decl
-        return _needs_policy(get(), lambda policy: tags_outcome(policy, decl, decl.policy_path.name))
+        report = mock().report
+        outcome = needs_policy() or tags_outcome(
+            policy().data or {}, program_check.tags_carried(report or {}), source, conf.strict
+        )
+        if report is None and outcome.status == "ok":  # say what was not read
+            return ok(f"{outcome.detail}; the program's own tags were not read (see program under mocks)")
+        return outcome
 
     def devices() -> Outcome:
+        report = mock().report
+        if report is None:
+            return skipped("the program did not run under mocks (see program under mocks)")
         hosts = inventory_hosts(conf.inventory) if conf.inventory.exists() else None
-        return devices_outcome(list(get().decl.devices), hosts, conf.inventory)
+        return devices_outcome(program_check.looked_up_devices(report), hosts, conf.inventory, conf.strict)
 
     def lockout() -> Outcome:
-        name = get().decl.policy_path.name
-        return _needs_policy(get(), lambda policy: lockout_outcome(policy, conf.lockout, name))
+        return needs_policy() or lockout_outcome(policy().data or {}, conf.lockout, source, conf.strict)
 
     return [
-        CheckSpec(NAME, "policy syntax", lambda: get().syntax),
-        CheckSpec(NAME, "tags declared", tags),
-        CheckSpec(NAME, "devices known", devices),
+        CheckSpec(NAME, "policy syntax", lambda: policy().syntax),
+        CheckSpec(NAME, "program under mocks", lambda: mock().outcome, timeout=waits),
+        CheckSpec(NAME, "tags declared", tags, timeout=waits),
+        CheckSpec(NAME, "devices known", devices, timeout=waits),
         CheckSpec(NAME, "lockout guard", lockout),
     ]
-
-
-def mock_check(c: Context, loaded: Callable[[], Loaded] | None = None) -> CheckSpec:
-    conf = settings(c)
-    get = loaded or once(lambda: load(conf))
-    python = str(setting(c, "tailnet.python")) or pulumi_cli.default_python()
-
-    def run() -> Outcome:
-        from invoke.exceptions import CommandTimedOut
-
-        from blumeops_tasks.tailnet.mock_runner import mock_node_id
-
-        command = shlex.join(
-            [python, "-m", "blumeops_tasks.tailnet.mock_runner", "--dir", str(conf.project_dir), "--stack", conf.stack]
-        )
-        try:
-            result = pulumi_cli.capture(c, command, timeout=conf.mock_timeout)
-        except CommandTimedOut:
-            return failed(
-                f"the program did not finish under mocks in {conf.mock_timeout:g}s",
-                "look for a loop or a blocking call in pulumi/",
-            )
-        if result.exited:
-            lines = [line for line in (result.stderr or "").splitlines() if line.strip()]
-            return failed(
-                lines[-1] if lines else f"mock runner exited {result.exited}", "fix the program or the file it names"
-            )
-        report = json.loads(result.stdout)
-        problems = mock_problems(report, expected_resources(get().decl, get().text, mock_node_id))
-        if problems:
-            return failed("; ".join(problems), "make pulumi/blumeops_tailnet.py build what the files declare")
-        return ok(f"{len(report['resources'])} resources as declared")
-
-    return CheckSpec(NAME, "program under mocks", run, timeout=conf.mock_timeout + 5)
-
-
-def offline_checks(c: Context) -> list[CheckSpec]:
-    conf = settings(c)
-    loaded = once(lambda: load(conf))
-    return [*policy_checks(c, loaded), mock_check(c, loaded)]
 
 
 # --- preflight --------------------------------------------------------------------------------------
@@ -376,19 +297,29 @@ def backend_outcome(c: Context, tgt: pulumi_cli.Target) -> Outcome:
         if path.is_dir():
             return failed(f"local backend {path} is not writable", "fix its permissions")
         return failed(f"local backend {path} does not exist", "run `inv tailnet.init` to create it and the stack")
+    backend = tgt.backend_url or "the backend of `pulumi login`"
     if not shell.which(tgt.tool):
-        return failed(f"cannot reach {tgt.backend_url} without the {tgt.tool} CLI", INSTALL_HINT)
+        return failed(f"cannot reach {backend} without the {tgt.tool} CLI", INSTALL_HINT)
     result = pulumi_cli.capture(c, pulumi_cli.whoami_command(tgt), pulumi_cli.env_for(tgt))
     if result.exited:
         return failed(
-            f"backend {tgt.backend_url}: {pulumi_cli.exit_meaning(result.exited)}",
+            f"{'backend ' if tgt.backend_url else ''}{backend}: {pulumi_cli.exit_meaning(result.exited)}",
             "log in with `pulumi login` or fix PULUMI_ACCESS_TOKEN",
         )
-    return ok(f"{tgt.backend_url} as {(result.stdout or '').strip()}")
+    return ok(f"{backend} as {(result.stdout or '').strip()}")
+
+
+def no_stack_problem(project_dir: Path) -> str:
+    """Why no stack was chosen, for a setting that is empty (one sentence without the fix)."""
+    stacks = pulumi_cli.stack_files(project_dir)
+    found = f"several stack files ({', '.join(stacks)})" if stacks else "no Pulumi.<stack>.yaml"
+    return f"blumeops.tailnet.stack is empty and {_relative(project_dir)} has {found}"
 
 
 def stack_outcome(c: Context, tgt: pulumi_cli.Target) -> Outcome:
     fix = "run `inv tailnet.init` to create it"
+    if not tgt.stack:
+        return failed(no_stack_problem(tgt.project_dir), "set blumeops.tailnet.stack in invoke.yaml")
     path = pulumi_cli.file_backend_path(tgt.backend_url, tgt.project_dir)
     if path is not None:
         project = pulumi_cli.read_project(tgt.project_dir).name
@@ -404,20 +335,22 @@ def stack_outcome(c: Context, tgt: pulumi_cli.Target) -> Outcome:
     return ok(f"stack {tgt.stack} exists") if tgt.stack in names else failed(f"stack {tgt.stack} not found", fix)
 
 
-def credentials_outcome(environ: Mapping[str, str]) -> Outcome:
-    problem = pulumi_cli.credential_problem(environ)
+def credentials_outcome(environ: Mapping[str, str], stack: Mapping[str, Any] | None = None) -> Outcome:
+    """Tailscale credentials from the environment or the stack's config (`tailscale:apiKey`, ...);
+    a stack that imports ESC environments gets them from there, which is not checkable here."""
+    stack = stack or {}
+    if stack.get("environment"):
+        return skipped("the stack imports Pulumi ESC environments: the credentials come from there")
+    config = stack.get("config") if isinstance(stack.get("config"), Mapping) else {}
+    found = pulumi_cli.credential_sources(environ, config or {})
+    problem = pulumi_cli.credential_problem(found)
     if problem:
-        return failed(problem, "set them in .env (see .env.example, section tailnet)")
-    return ok(f"Tailscale {pulumi_cli.credential_kind(environ)} for tailnet {environ['TAILSCALE_TAILNET']}")
+        return failed(problem, "set them in .env (see .env.example, section tailnet) or the stack's tailscale:* config")
+    return ok(f"Tailscale {pulumi_cli.credential_kind(found)} for tailnet {found['TAILSCALE_TAILNET']}")
 
 
 def passphrase_outcome(tgt: pulumi_cli.Target, environ: Mapping[str, str]) -> Outcome:
-    config_file = tgt.project_dir / f"Pulumi.{tgt.stack}.yaml"
-    provider = ""
-    if config_file.is_file():
-        import yaml
-
-        provider = str((yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get("secretsprovider", ""))
+    provider = str(pulumi_cli.stack_file(tgt.project_dir, tgt.stack).get("secretsprovider", ""))
     local = pulumi_cli.file_backend_path(tgt.backend_url, tgt.project_dir) is not None
     if not (provider.startswith("passphrase") or (local and not provider)):
         return ok(f"secrets provider {provider or 'of the backend'}: no passphrase needed")
@@ -435,6 +368,10 @@ def preflight_checks(c: Context) -> list[CheckSpec]:
         CheckSpec(NAME, "pulumi CLI", lambda: cli_outcome(c, tgt)),
         CheckSpec(NAME, "backend", lambda: backend_outcome(c, tgt)),
         CheckSpec(NAME, "stack", lambda: stack_outcome(c, tgt)),
-        CheckSpec(NAME, "credentials", lambda: credentials_outcome(os.environ)),
+        CheckSpec(
+            NAME,
+            "credentials",
+            lambda: credentials_outcome(os.environ, pulumi_cli.stack_file(tgt.project_dir, tgt.stack)),
+        ),
         CheckSpec(NAME, "passphrase", lambda: passphrase_outcome(tgt, os.environ)),
     ]

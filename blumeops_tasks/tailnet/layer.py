@@ -10,15 +10,18 @@ from blumeops_tasks.tailnet import tasks
 NAME = "tailnet"
 
 DEFAULTS = {
-    # The Pulumi project directory and the stack every command runs against.
+    # The Pulumi project directory and the stack every command runs against (empty: the only
+    # stack with a Pulumi.<stack>.yaml beside the program).
     "dir": "pulumi",
-    "stack": "homelab",
-    # Backend URL; empty: PULUMI_BACKEND_URL, else Pulumi.yaml's (file://./.pulumi-state beside the program).
+    "stack": "",
+    # The policy file the program sends, relative to dir: the checks parse it and guard it.
+    "policy": "policy.hujson",
+    # Backend URL; empty: PULUMI_BACKEND_URL, else Pulumi.yaml's, else the one `pulumi login` chose.
     "backend_url": "",
     # The CLI to run, and the interpreter pulumi runs the program with (empty: the one running inv).
     "pulumi": "pulumi",
     "python": "",
-    # Lockout guard: the policy's tests must keep this identity able to reach indri on these ports.
+    # Lockout guard (a house rule): the policy's tests must keep this identity able to reach indri on these ports.
     "operator": "operator@example.com",
     "indri_tag": "tag:indri",
     "indri_host": "indri",

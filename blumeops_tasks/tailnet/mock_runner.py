@@ -12,6 +12,7 @@ a program error exits 1 with one line on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import runpy
 import sys
@@ -82,7 +83,8 @@ def run_program(project_dir: Path, stack: str, config: Mapping[str, Any] | None 
     def program() -> None:
         runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
 
-    program()
+    with contextlib.redirect_stdout(sys.stderr):  # the program's own prints never mix into the report
+        program()
     resources = sorted(mocks.resources, key=lambda r: (r["type"], r["name"]))
     return {"resources": resources, "invokes": mocks.invokes}
 

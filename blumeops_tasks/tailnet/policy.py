@@ -1,8 +1,8 @@
 """The tailnet policy file, checked before Pulumi ever sees it. Pure functions over text and data.
 
-* `parse_hujson` — HuJSON is JSON plus comments and trailing commas, nothing more (no unquoted
-  keys, no single quotes: Tailscale rejects those), so comments and trailing commas are blanked
-  out in place and the rest goes to `json`; errors keep the original line and column.
+* `parse_hujson` — HuJSON (JSON plus comments and trailing commas) read by `json5`, one parser.
+  json5 also accepts what Tailscale does not (unquoted keys, single quotes): Tailscale is the
+  authority on those and rejects them when the policy is applied.
 * `undeclared_tags` — every `tag:` used anywhere must be declared in tagOwners.
 * `lockout_problems` — the policy's own `tests` must keep the operator able to reach indri on
   the required ports, and (with Tailscale SSH) an ssh rule must still let the operator in.
@@ -28,82 +28,24 @@ class PolicyError(ValueError):
     """The policy file does not parse; the message is `file:line:column: what`."""
 
 
-def _string_end(text: str, i: int) -> int:
-    """Index just past the JSON string starting at text[i] == '"'."""
-    i += 1
-    while i < len(text) and text[i] != '"':
-        i += 2 if text[i] == "\\" else 1
-    return i + 1
-
-
-def _blank_comments(text: str) -> str:
-    out = list(text)
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] == '"':
-            i = _string_end(text, i)
-        elif text.startswith("//", i):
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            out[i:end] = " " * (end - i)
-            i = end
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            if end < 0:
-                raise _Unterminated(*_position(text, i))
-            out[i : end + 2] = [c if c == "\n" else " " for c in text[i : end + 2]]
-            i = end + 2
-        else:
-            i += 1
-    return "".join(out)
-
-
-def _blank_trailing_commas(text: str) -> str:
-    out = list(text)
-    i, n = 0, len(text)
-    last_comma: int | None = None  # a comma outside strings not yet followed by a value
-    while i < n:
-        ch = text[i]
-        if ch == '"':
-            last_comma, i = None, _string_end(text, i)
-            continue
-        if ch == ",":
-            last_comma = i
-        elif ch in "]}" and last_comma is not None:
-            out[last_comma] = " "
-            last_comma = None
-        elif not ch.isspace():
-            last_comma = None
-        i += 1
-    return "".join(out)
-
-
-def _blank(text: str) -> str:
-    """Comments and trailing commas replaced by spaces (newlines kept), strings untouched."""
-    return _blank_trailing_commas(_blank_comments(text))
-
-
-class _Unterminated(Exception):
-    def __init__(self, line: int, col: int) -> None:
-        super().__init__(line, col)
-        self.line, self.col = line, col
-
-
-def _position(text: str, index: int) -> tuple[int, int]:
-    line = text.count("\n", 0, index) + 1
-    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+# json5's errors read `<string>:LINE MESSAGE at column COL`.
+_JSON5_ERROR = re.compile(r"^<string>:(?P<line>\d+) (?P<what>.*?)(?: at column (?P<col>\d+))?$", re.S)
 
 
 def parse_hujson(text: str, source: str = "policy.hujson") -> dict[str, Any]:
-    """The policy as data, or PolicyError naming file, line and column."""
+    """The policy as data (json5 reads HuJSON: JSON with comments and trailing commas), or
+    PolicyError naming file, line and column."""
+    import json5
+
     try:
-        blanked = _blank(text)
-    except _Unterminated as exc:
-        raise PolicyError(f"{source}:{exc.line}:{exc.col}: unterminated /* comment") from None
-    try:
-        data = json.loads(blanked)
-    except json.JSONDecodeError as exc:
-        raise PolicyError(f"{source}:{exc.lineno}:{exc.colno}: {exc.msg}") from None
+        data = json5.loads(text)
+    except ValueError as exc:
+        match = _JSON5_ERROR.match(str(exc))
+        if match is None:
+            raise PolicyError(f"{source}: {exc}") from None
+        where = f"{match['line']}:{match['col']}" if match["col"] else match["line"]
+        what = re.sub(r'^Unexpected "(.+)"$', lambda m: f"unexpected {m[1]!r}", match["what"])
+        raise PolicyError(f"{source}:{where}: {what}") from None
     if not isinstance(data, dict):
         raise PolicyError(f"{source}:1:1: the policy must be a JSON object, got {type(data).__name__}")
     return data

@@ -6,6 +6,10 @@ The document (see shared/reference/pulumi.md):
 
 * One Change per resource: the replace sequence (replace / create-replacement / delete-replaced)
   collapses into one "replace"; same/read/refresh/discard steps are not changes.
+* The preview runs with `--refresh`: a `refresh` step whose state differs (old vs new outputs) is a
+  resource changed outside Pulumi (say, retagged in the admin console). The change that puts it
+  back (the `update` step diffing the refreshed state against the program) says so in its detail,
+  and the plan's note names every drifted resource.
 * The stack resource and providers are bookkeeping, not tailnet changes, and are left out.
 * The ACL's diff is a unified diff of the pretty-printed policies (old from the state, new from
   the program), never the escaped JSON string; other resources show their changed inputs.
@@ -146,6 +150,17 @@ def change_for(step: Mapping[str, Any], action: Action) -> Change:
     return Change(action, resource, inputs_diff(step, action), detail)
 
 
+def drifted_keys(step: Mapping[str, Any]) -> list[str]:
+    """For a `refresh` step: the output keys the refresh found changed outside Pulumi (sorted)."""
+    old, new = (_state(step, which).get("outputs") or {} for which in ("oldState", "newState"))
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        return []
+    keys = (set(old) | set(new)) - INTERNAL_KEYS - {"id"}
+    found = {key for key in keys if old.get(key) != new.get(key)}
+    found |= {path.split(".", 1)[0].split("[", 1)[0] for path in step.get("detailedDiff") or {}}
+    return sorted(found | set(step.get("diffReasons") or []))
+
+
 def errors_of(document: Mapping[str, Any]) -> list[str]:
     found: list[str] = []
     for diag in document.get("diagnostics") or []:
@@ -156,16 +171,32 @@ def errors_of(document: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def drift_note(drift: Mapping[str, list[str]]) -> str:
+    """'refreshed: changed outside Pulumi since the last apply: DeviceTags indri (tags)'."""
+    if not drift:
+        return ""
+    shown = []
+    for urn, keys in drift.items():
+        token, name = parse_urn(urn)
+        shown.append(f"{short_type(token)} {name} ({', '.join(keys)})")
+    return f"refreshed: changed outside Pulumi since the last apply: {'; '.join(shown)}"
+
+
 def parse_preview(document: Mapping[str, Any], stack: str) -> LayerPlan:
     """A preview document as a LayerPlan with one target (the stack); error diagnostics -> error."""
     builder = PlanBuilder(LAYER)
     builder.target(stack)
     actions: dict[str, Action] = {}
     steps: dict[str, Mapping[str, Any]] = {}
+    drift: dict[str, list[str]] = {}
     for step in document.get("steps") or []:
         action = OPS.get(str(step.get("op")))
         urn = str(step.get("urn", ""))
-        if action is None or is_bookkeeping(parse_urn(urn)[0]):
+        if is_bookkeeping(parse_urn(urn)[0]):
+            continue
+        if step.get("op") == "refresh" and (keys := drifted_keys(step)):
+            drift[urn] = keys
+        if action is None:
             continue
         previous = actions.get(urn)
         if previous is None:
@@ -175,8 +206,13 @@ def parse_preview(document: Mapping[str, Any], stack: str) -> LayerPlan:
             if step.get("op") == "replace":  # the one step carrying both old and new state
                 steps[urn] = step
     for urn, action in actions.items():
-        builder.add(stack, change_for(steps[urn], action))
-    plan = builder.build()
+        change = change_for(steps[urn], action)
+        if urn in drift:
+            outside = f"changed outside Pulumi: {', '.join(drift[urn])}"
+            detail = "; ".join(part for part in (outside, change.detail) if part)
+            change = Change(change.action, change.resource, change.diff, detail)
+        builder.add(stack, change)
+    plan = builder.build(note=drift_note(drift))
     errors = errors_of(document)
     if errors:
         more = f" (+{len(errors) - MAX_ERRORS} more)" if len(errors) > MAX_ERRORS else ""

@@ -4,6 +4,10 @@ Every command runs against one project directory and one stack, never the operat
 stack: `pulumi <verb> ... --cwd <dir> --stack <stack> --non-interactive`. Secrets never appear on a
 command line: the Tailscale credentials and the passphrase are already in the environment (from the
 shell or `.env`), and `env_for` adds only non-secret settings (backend URL, interpreter).
+
+Previews refresh first (`--refresh`): a device retagged in the admin console shows as a change.
+An apply is bound to the preview the operator confirmed: the preview saves Pulumi's update plan
+(`--save-plan=FILE`) and `pulumi up --plan=FILE` refuses anything that plan does not hold.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from invoke.runners import Result
 
 from blumeops_tasks import shell
 
-DEFAULT_BACKEND = "file://./.pulumi-state"
 # Exit codes with distinct meanings arrived in this CLI version; before it, every error is 255.
 EXIT_CODES_SINCE = (3, 226, 0)
 
@@ -61,13 +64,16 @@ class Target:
         return shlex.join(parts)
 
 
-def preview_command(target: Target) -> str:
-    return target.command("preview", "--json")
+def preview_command(target: Target, save_plan: Path | None = None) -> str:
+    """`pulumi preview --json --refresh`: the state is refreshed first, so changes made outside Pulumi show."""
+    saving = [f"--save-plan={save_plan}"] if save_plan is not None else []
+    return target.command("preview", "--json", "--refresh", *saving)
 
 
-def up_command(target: Target) -> str:
-    # The operator confirmed the preview the task showed; pulumi need not preview again.
-    return target.command("up", "--yes", "--skip-preview")
+def up_command(target: Target, plan: Path) -> str:
+    """The operator confirmed the preview that saved `plan`; pulumi applies that plan and nothing else
+    (refreshing as the preview did), without a second preview."""
+    return target.command("up", "--yes", "--skip-preview", "--refresh", f"--plan={plan}")
 
 
 def init_command(target: Target) -> str:
@@ -87,12 +93,10 @@ def whoami_command(target: Target) -> str:
 
 
 def env_for(target: Target) -> dict[str, str]:
-    """Non-secret environment for every pulumi run (secrets are inherited, never passed here)."""
-    return {
-        "PULUMI_BACKEND_URL": target.backend_url,
-        "PULUMI_PYTHON_CMD": target.python,
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-    }
+    """Non-secret environment for every pulumi run (secrets are inherited, never passed here).
+    No backend configured anywhere: the one `pulumi login` chose, so no PULUMI_BACKEND_URL."""
+    env = {"PULUMI_PYTHON_CMD": target.python, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    return {"PULUMI_BACKEND_URL": target.backend_url, **env} if target.backend_url else env
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -116,22 +120,64 @@ def _yaml(path: Path) -> Any:
 
 
 def read_project(project_dir: Path) -> Project:
-    data = _yaml(project_dir / "Pulumi.yaml") or {}
+    """Pulumi.yaml's name and backend (empty when the file or the key is absent: pulumi names the problem)."""
+    path = project_dir / "Pulumi.yaml"
+    data = _yaml(path) if path.is_file() else None
+    data = data if isinstance(data, dict) else {}
     backend = data.get("backend") or {}
     return Project(str(data.get("name", "")), str(backend.get("url", "")) if isinstance(backend, dict) else "")
 
 
+def stack_files(project_dir: Path) -> list[str]:
+    """The stacks that have a config file (`Pulumi.<stack>.yaml`) beside the program, sorted."""
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+
+
+def resolve_stack(configured: str, project_dir: Path) -> str:
+    """The configured stack, else the only one with a config file beside the program, else ''."""
+    if configured:
+        return configured
+    stacks = stack_files(project_dir)
+    return stacks[0] if len(stacks) == 1 else ""
+
+
+def stack_file(project_dir: Path, stack: str) -> dict[str, Any]:
+    """Pulumi.<stack>.yaml as a mapping (empty when absent or of another shape)."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    data = _yaml(path) if stack and path.is_file() else None
+    return dict(data) if isinstance(data, dict) else {}
+
+
 def stack_config(project_dir: Path, stack: str) -> dict[str, Any]:
     """The `config:` mapping of Pulumi.<stack>.yaml (empty when the file has none)."""
-    path = project_dir / f"Pulumi.{stack}.yaml"
-    data = _yaml(path) if path.is_file() else None
-    config = (data or {}).get("config") or {}
+    config = stack_file(project_dir, stack).get("config") or {}
     return dict(config) if isinstance(config, dict) else {}
 
 
+# The provider reads each credential from its stack config key or from the environment variable.
+CREDENTIAL_CONFIG = {
+    "tailscale:apiKey": "TAILSCALE_API_KEY",
+    "tailscale:oauthClientId": "TAILSCALE_OAUTH_CLIENT_ID",
+    "tailscale:oauthClientSecret": "TAILSCALE_OAUTH_CLIENT_SECRET",
+    "tailscale:tailnet": "TAILSCALE_TAILNET",
+}
+
+
+def credential_sources(environ: Mapping[str, str], config: Mapping[str, Any]) -> dict[str, str]:
+    """The credential variables as the provider sees them: the environment, plus each one the stack
+    config sets (a config value stands in as its key's name when secret, so nothing secret is copied)."""
+    merged = {name: environ[name] for name in CREDENTIAL_CONFIG.values() if environ.get(name)}
+    for key, name in CREDENTIAL_CONFIG.items():
+        value = config.get(key)
+        if value and name not in merged:
+            merged[name] = value if isinstance(value, str) and name == "TAILSCALE_TAILNET" else f"({key})"
+    return merged
+
+
 def resolve_backend(configured: str, environ: Mapping[str, str], project: Project, project_dir: Path) -> str:
-    """Setting > PULUMI_BACKEND_URL > Pulumi.yaml > default; a relative file:// path is made absolute."""
-    url = configured or environ.get("PULUMI_BACKEND_URL", "") or project.backend_url or DEFAULT_BACKEND
+    """Setting > PULUMI_BACKEND_URL > Pulumi.yaml > '' (the backend `pulumi login` chose); a relative
+    file:// path is made absolute."""
+    url = configured or environ.get("PULUMI_BACKEND_URL", "") or project.backend_url
     path = file_backend_path(url, project_dir)
     return f"file://{path}" if path is not None else url
 

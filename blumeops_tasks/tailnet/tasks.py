@@ -1,19 +1,24 @@
 """Tailnet: Tailscale ACLs, device tags and DNS through Pulumi (pulumi/).
 
-Every pulumi run is preceded by the guard: the policy parses, its tags are declared, its devices
-are inventory hosts, the lockout guard holds, and the environment is ready (CLI, backend, stack,
+Every pulumi run is preceded by the guard: the policy parses and the program runs under mocks
+(failures), the house rules on them (tags declared, devices in the inventory, the lockout guard:
+warnings unless blumeops.lint.strict), and the environment is ready (CLI, backend, stack,
 credentials, passphrase). Nothing reaches pulumi when any of these fails.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from blumeops_tasks import console, shell
 from blumeops_tasks.tasking import task
+
+if TYPE_CHECKING:
+    from blumeops_tasks.tailnet.pulumi_cli import Target
 
 # The checks, the CLI wrapper, the parser and the plan model are imported inside the tasks:
 # `inv --list` never pays for them.
@@ -39,30 +44,36 @@ def preview(c: Context, json: bool = False) -> None:
 @task(
     help={
         "yes": "apply without asking (required when there is no terminal to ask on)",
-        "allow_dirty": "apply even with uncommitted changes under pulumi/ (journaled as dirty)",
+        "allow_dirty": "apply even with uncommitted changes in the program's directory (journaled as dirty)",
     }
 )
 def up(c: Context, yes: bool = False, allow_dirty: bool = False) -> None:
-    """Apply the tailnet: guard, preview, confirm (default No), pulumi up, re-check."""
+    """Apply the tailnet: guard, preview (saving Pulumi's plan), confirm (default No), pulumi up --plan, re-check."""
     from blumeops_tasks.gitops.session import applying
-    from blumeops_tasks.tailnet import checks, pulumi_cli
+    from blumeops_tasks.tailnet import pulumi_cli
     from blumeops_tasks.tailnet.layer import LAYER
-    from blumeops_tasks.tailnet.workflow import describe_counts, guard_or_fail, run_preview
+    from blumeops_tasks.tailnet.workflow import describe_counts, guard_or_fail, run_preview, saved_plan_path
 
-    target = checks.target(c)
+    target = stack_or_fail(c, "apply")
     with applying(c, LAYER, task="tailnet.up", targets=[target.stack], allow_dirty=allow_dirty) as record:
         guard_or_fail(c, "apply")
-        plan = run_preview(c, target)
+        saved = saved_plan_path(c, target.stack)
+        plan = run_preview(c, target, save_plan=saved)
         counts = describe_counts(plan)
         if not record.review(
             plan,
             question=f"Apply these changes ({counts}) to the tailnet (stack {target.stack})?",
             action=f"apply the tailnet stack {target.stack}",
             yes=yes,
-            unchanged=f"Nothing to apply: the tailnet already matches pulumi/ (stack {target.stack}).",
+            unchanged=f"Nothing to apply: the tailnet already matches the program (stack {target.stack}).",
         ):
             return
-        result = shell.run(c, pulumi_cli.up_command(target), env=pulumi_cli.env_for(target), warn=True)
+        if not saved.is_file():
+            console.fail(
+                f"pulumi preview saved no update plan at {saved}, so nothing was applied; "
+                "upgrade the pulumi CLI (`mise install`) to one that supports --save-plan."
+            )
+        result = shell.run(c, pulumi_cli.up_command(target, saved), env=pulumi_cli.env_for(target), warn=True)
         if result.exited:
             code = int(result.exited)
             console.fail(
@@ -84,7 +95,7 @@ def init(c: Context) -> None:
     """Create the local state directory and the stack (passphrase secrets). Safe to re-run."""
     from blumeops_tasks.tailnet import checks, pulumi_cli
 
-    target = checks.target(c)
+    target = stack_or_fail(c, "create")
     cli = checks.cli_outcome(c, target)
     if cli.status == "fail":
         console.fail(f"Cannot create the stack: {cli.detail}; {cli.fix}.")
@@ -98,7 +109,18 @@ def init(c: Context) -> None:
         console.out(f"Stack {target.stack} already exists ({target.backend_url}).")
         return
     shell.run(c, pulumi_cli.init_command(target), env=pulumi_cli.env_for(target))
-    console.out(f"Created stack {target.stack}; commit pulumi/Pulumi.{target.stack}.yaml (it holds the salt).")
+    console.out(f"Created stack {target.stack}; commit Pulumi.{target.stack}.yaml (it holds the salt).")
+
+
+def stack_or_fail(c: Context, verb: str) -> Target:
+    """The target, or one sentence when no stack is chosen (nothing to name in a journal or a command)."""
+    from blumeops_tasks.tailnet import checks
+
+    target = checks.target(c)
+    if not target.stack:
+        problem = checks.no_stack_problem(target.project_dir)
+        console.fail(f"Cannot {verb} the tailnet stack: {problem}; set it in invoke.yaml.")
+    return target
 
 
 TASKS = (preview, up, init)

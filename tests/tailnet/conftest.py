@@ -90,10 +90,10 @@ def creds(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return values
 
 
-def context(root: Path, run: dict[Any, Any] | None = None, **tailnet: Any) -> MockContext:
-    """A MockContext with the real blumeops defaults, rooted at `root`."""
+def context(root: Path, run: dict[Any, Any] | None = None, *, strict: bool = False, **tailnet: Any) -> MockContext:
+    """A MockContext with the real blumeops defaults, rooted at `root` (`strict`: house rules fail)."""
     blumeops = dict(build_namespace(REPO).configuration()["blumeops"])
-    blumeops.update(root=str(root), state_dir=str(root / ".blumeops"))
+    blumeops.update(root=str(root), state_dir=str(root / ".blumeops"), lint={"strict": strict})
     blumeops["tailnet"] = {**blumeops["tailnet"], **tailnet}
     config = Config(overrides={"blumeops": blumeops})
     return MockContext(config=config, run=run or {})

@@ -41,18 +41,23 @@ def test_hujson_error_names_file_line_and_column() -> None:
     text = '{\n  "groups": {\n    "group:a": ["x"]\n    "group:b": [],\n  },\n}\n'
     with pytest.raises(PolicyError) as err:
         parse_hujson(text, "policy.hujson")
-    assert str(err.value) == "policy.hujson:4:5: Expecting ',' delimiter"
+    assert str(err.value).startswith("policy.hujson:4:5: ")
+    assert "\n" not in str(err.value)
 
 
-def test_hujson_unterminated_block_comment() -> None:
-    with pytest.raises(PolicyError, match=r"^p\.hujson:2:3: unterminated /\* comment$"):
+def test_hujson_unterminated_block_comment_names_where_the_input_ends() -> None:
+    with pytest.raises(PolicyError, match=r"^p\.hujson:3:8: .*end of input"):
         parse_hujson('{\n  /* open\n"a": 1}', "p.hujson")
 
 
-def test_hujson_rejects_json5_extensions() -> None:
-    # Tailscale accepts HuJSON, not JSON5: unquoted keys are an error here too.
-    with pytest.raises(PolicyError, match=r"^policy\.hujson:1:2: Expecting property name"):
-        parse_hujson("{a: 1}")
+def test_hujson_is_read_by_the_json5_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json5
+
+    seen: list[str] = []
+    real = json5.loads
+    monkeypatch.setattr(json5, "loads", lambda text, **kw: seen.append(text) or real(text, **kw))
+    assert parse_hujson(shipped()) == real(shipped())
+    assert seen == [shipped()]
 
 
 def test_hujson_must_be_an_object() -> None:
@@ -108,20 +113,29 @@ def test_device_tags_must_be_declared_too() -> None:
     ]
 
 
-def test_tags_outcome_message_names_the_file_to_fix(tmp_path: Path) -> None:
-    decl = checks.Declared(tmp_path / "policy.hujson", tmp_path / "devices.yaml", {"indri": ["tag:ghost"]}, {}, {})
-    outcome = checks.tags_outcome(parse_hujson(shipped()), decl, "policy.hujson")
-    assert outcome.status == "fail"
-    assert outcome.detail == "undeclared tag: tag:ghost (used in devices.yaml devices.indri)"
-    assert outcome.fix == "declare each in tagOwners in policy.hujson, or stop using it"
+@pytest.mark.parametrize(("strict", "status"), [(False, "warn"), (True, "fail")])
+def test_undeclared_tag_is_a_house_rule_naming_the_resource(strict: bool, status: str) -> None:
+    outcome = checks.tags_outcome(parse_hujson(shipped()), {"tag:ghost": "DeviceTags indri"}, "policy.hujson", strict)
+    assert outcome.status == status
+    assert outcome.detail == "undeclared tag: tag:ghost (used in DeviceTags indri)"
+    assert outcome.fix.startswith("declare each in tagOwners in policy.hujson")
 
 
-def test_syntax_outcome_on_a_broken_policy() -> None:
+def test_a_broken_policy_fails_its_syntax_row_with_file_and_line(tmp_path: Path) -> None:
     broken = shipped().replace('"group:admins": ["operator@example.com"],', '"group:admins": ["operator@example.com"')
-    outcome = checks.syntax_outcome(broken, "policy.hujson")
-    assert outcome.status == "fail"
-    assert outcome.detail.startswith("policy.hujson:14:")
-    assert "line and column" in outcome.fix
+    path = tmp_path / "policy.hujson"
+    path.write_text(broken, encoding="utf-8")
+    policy = checks.read_policy(path)
+    assert policy.data is None
+    assert policy.syntax.status == "fail"
+    assert policy.syntax.detail.startswith("policy.hujson:14:")
+    assert "line and column" in policy.syntax.fix
+
+
+def test_no_policy_file_is_not_checkable_rather_than_failed(tmp_path: Path) -> None:
+    policy = checks.read_policy(tmp_path / "policy.hujson")
+    assert (policy.data, policy.syntax.status) == (None, "skip")
+    assert "blumeops.tailnet.policy" in policy.syntax.fix
 
 
 # --- lockout guard ------------------------------------------------------------------------------
@@ -187,11 +201,12 @@ def test_ssh_rule_through_a_group_or_autogroup_counts() -> None:
     ]
 
 
-def test_lockout_outcome_fix_shows_the_test_to_keep() -> None:
+@pytest.mark.parametrize(("strict", "status"), [(False, "warn"), (True, "fail")])
+def test_lockout_outcome_is_a_house_rule_whose_fix_shows_the_test_to_keep(strict: bool, status: str) -> None:
     policy = parse_hujson(shipped())
     policy["tests"] = []
-    outcome = checks.lockout_outcome(policy, LOCKOUT, "policy.hujson")
-    assert outcome.status == "fail"
+    outcome = checks.lockout_outcome(policy, LOCKOUT, "policy.hujson", strict)
+    assert outcome.status == status
     assert outcome.fix.startswith(
         'keep a test like {"src": "operator@example.com", '
         '"accept": ["tag:indri:22", "tag:indri:443", "tag:indri:6443"]}'
@@ -204,3 +219,13 @@ def test_required_ports_come_from_configuration() -> None:
     assert lockout_problems(policy, lockout) == [
         "policy tests no longer guarantee operator@example.com → tag:indri:8443 (admin UI)"
     ]
+
+
+def test_an_operator_the_policy_never_names_is_said_to_be_unconfigured() -> None:
+    policy = parse_hujson(shipped())
+    outcome = checks.lockout_outcome(policy, Lockout("someone@else.example", ("tag:indri",)), "policy.hujson", False)
+    assert outcome.status == "warn"
+    assert outcome.detail == (
+        "the operator someone@else.example appears nowhere in policy.hujson, so the lockout guard cannot hold"
+    )
+    assert "blumeops.tailnet.operator" in outcome.fix

@@ -143,3 +143,33 @@ def test_parse_urn() -> None:
     assert parse_urn("urn:pulumi:s::p::parent:T$tailscale:index/deviceTags:DeviceTags::indri")[0] == (
         "tailscale:index/deviceTags:DeviceTags"
     )
+
+
+# --- a refreshed preview: a device retagged in the admin console ----------------------------------
+
+
+def test_a_console_retag_seen_by_the_refresh_is_a_pending_update() -> None:
+    plan = parse_preview(fixture_json("preview_drift.json"), "homelab")
+    (change,) = plan.changes
+    assert (change.action, change.resource) == ("update", "DeviceTags indri")
+    assert change.diff == '- tags: ["tag:homelab", "tag:indri"]\n+ tags: ["tag:homelab", "tag:indri", "tag:k8s-api"]\n'
+    assert "changed outside Pulumi: tags" in change.detail
+    assert "DeviceTags indri (tags)" in plan.note
+    assert plan_model.exit_code([plan]) == 2
+
+
+def test_a_refresh_that_found_nothing_changed_is_neither_a_change_nor_a_note() -> None:
+    document = fixture_json("preview_drift.json")
+    document["steps"] = [step for step in document["steps"] if "deviceTags" not in step["urn"]]
+    plan = parse_preview(document, "homelab")
+    assert (plan.changes, plan.note) == ((), "")
+    assert plan_model.exit_code([plan]) == 0
+
+
+def test_drift_already_matching_the_program_is_noted_but_not_pending() -> None:
+    document = fixture_json("preview_drift.json")
+    document["steps"] = [step for step in document["steps"] if step["op"] != "update"]
+    plan = parse_preview(document, "homelab")
+    assert plan.changes == ()
+    assert "DeviceTags indri (tags)" in plan.note
+    assert plan_model.exit_code([plan]) == 0

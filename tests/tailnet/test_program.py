@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from invoke.context import Context
 
 import pulumi
 from blumeops_tasks.preflight import run_checks
-from blumeops_tasks.tailnet import checks
+from blumeops_tasks.tailnet import checks, program_check
 from blumeops_tasks.tailnet.mock_runner import make_mocks, mock_node_id, run_program
 from tests.tailnet.conftest import SHIPPED, context, make_root
 
@@ -147,9 +148,12 @@ def test_parse_devices_and_keys() -> None:
         ({"devices": {"indri": {"tags": [], "color": "red"}}}, "devices.yaml: devices.indri: unknown key(s) color"),
         ({"hosts": {}}, "devices.yaml: unknown section(s) hosts"),
         ({"auth_keys": {"ci": {"forever": True}}}, "devices.yaml: auth_keys.ci: allowed keys are"),
+        (["indri", "sifaka"], "devices.yaml: expected a mapping with 'devices' and 'auth_keys'"),
+        ({"devices": ["indri"]}, "devices.yaml: 'devices' must be a mapping keyed by name, got list"),
+        ({"auth_keys": "ci"}, "devices.yaml: 'auth_keys' must be a mapping keyed by name, got str"),
     ],
 )
-def test_parse_devices_errors_name_the_entry(data: dict[str, Any], message: str) -> None:
+def test_parse_devices_errors_name_the_entry(data: Any, message: str) -> None:
     with pytest.raises(program.SpecError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         program.parse_devices(data)
 
@@ -166,19 +170,24 @@ def test_parse_dns_errors() -> None:
 
 def test_shipped_program_builds_what_the_files_declare() -> None:
     report = run_program(SHIPPED, "homelab")
-    decl = checks.declared(SHIPPED, "homelab")
-    text = (SHIPPED / "policy.hujson").read_text(encoding="utf-8")
-    assert checks.mock_problems(report, checks.expected_resources(decl, text, mock_node_id)) == []
-    names = {(r["type"].rsplit(":", 1)[-1], r["name"]) for r in report["resources"]}
-    assert names == {
+    built = {(r["type"].rsplit(":", 1)[-1], r["name"]): r["inputs"] for r in report["resources"]}
+    assert set(built) == {
         ("Acl", "policy"),
         ("DeviceTags", "indri"),
         ("DeviceTags", "sifaka"),
         ("DnsNameservers", "nameservers"),
         ("DnsPreferences", "preferences"),
     }
-    tags = {r["name"]: r["inputs"]["tags"] for r in report["resources"] if r["type"].endswith("DeviceTags")}
-    assert tags == {"indri": ["tag:homelab", "tag:indri", "tag:k8s-api"], "sifaka": ["tag:homelab", "tag:nas"]}
+    assert built[("Acl", "policy")]["acl"] == (SHIPPED / "policy.hujson").read_text(encoding="utf-8")
+    assert built[("DeviceTags", "indri")] == {
+        "deviceId": mock_node_id("indri"),
+        "tags": ["tag:homelab", "tag:indri", "tag:k8s-api"],
+    }
+    assert built[("DeviceTags", "sifaka")]["tags"] == ["tag:homelab", "tag:nas"]
+    assert built[("DnsNameservers", "nameservers")] == {"nameservers": ["1.1.1.1", "9.9.9.9"]}
+    assert built[("DnsPreferences", "preferences")] == {"magicDns": True}
+    assert program_check.looked_up_devices(report) == ["indri", "sifaka"]
+    assert program_check.tags_carried(report)["tag:nas"] == "DeviceTags sifaka"
 
 
 def test_program_with_declared_keys_and_search_paths(tmp_path: Path) -> None:
@@ -208,39 +217,22 @@ def test_program_with_declared_keys_and_search_paths(tmp_path: Path) -> None:
     assert ("DnsNameservers", "nameservers") not in built
 
 
-def test_mock_problems_name_missing_unexpected_and_wrong_inputs(tmp_path: Path) -> None:
-    decl = checks.Declared(tmp_path / "p", tmp_path / "d", {"indri": ["tag:indri"]}, {}, {"magicDns": True})
-    expected = checks.expected_resources(decl, "POLICY", mock_node_id)
-    report = {
-        "resources": [
-            {"type": "tailscale:index/acl:Acl", "name": "policy", "inputs": {"acl": "OTHER"}},
-            {
-                "type": "tailscale:index/deviceTags:DeviceTags",
-                "name": "indri",
-                "inputs": {"deviceId": "node-indri", "tags": ["tag:indri"]},
-            },
-            {"type": "tailscale:index/dnsConfiguration:DnsConfiguration", "name": "dns", "inputs": {}},
-        ]
-    }
-    assert checks.mock_problems(report, expected) == [
-        "missing DnsPreferences preferences",
-        "unexpected DnsConfiguration dns",
-        'Acl policy: acl is "OTHER", expected "POLICY"',
-    ]
-
-
 # --- the offline check: the program in a subprocess under mocks ----------------------------------------
 
 
 def mock_check_outcome(root: Path) -> Any:
     c = Context(config=context(root).config)  # a real Context: the mock runner runs for real
-    (result,) = run_checks([checks.mock_check(c)], default_timeout=60)
+    specs = [spec for spec in checks.offline_checks(c) if spec.name == "program under mocks"]
+    (result,) = run_checks(specs, default_timeout=60)
     return result
 
 
 def test_mock_check_passes_on_the_shipped_program(tmp_path: Path) -> None:
     result = mock_check_outcome(make_root(tmp_path / "repo"))
-    assert (result.status, result.detail) == ("ok", "5 resources as declared")
+    assert (result.status, result.detail) == (
+        "ok",
+        "5 resources: 1 Acl, 2 DeviceTags, 1 DnsNameservers, 1 DnsPreferences",
+    )
 
 
 def test_mock_check_reports_a_program_error_in_one_line(tmp_path: Path) -> None:
@@ -255,12 +247,60 @@ def test_mock_check_reports_a_program_error_in_one_line(tmp_path: Path) -> None:
     )
 
 
-def test_mock_check_catches_a_program_that_drifts_from_the_files(tmp_path: Path) -> None:
+# --- the cache: the program runs again only when one of its files changed ---------------------------
+
+
+def test_a_pass_is_cached_and_says_so_until_a_file_of_the_program_changes(tmp_path: Path) -> None:
     root = make_root(tmp_path / "repo")
-    module = root / "pulumi" / "blumeops_tailnet.py"
-    module.write_text(module.read_text().replace("tags=sorted(device.tags),", "tags=sorted(device.tags)[:1],"))
+    first = mock_check_outcome(root)
+    assert "cached" not in first.detail
+    again = mock_check_outcome(root)
+    assert again.status == "ok"
+    assert again.detail == f"{first.detail} (cached: the program's files are unchanged since it passed)"
+    # The backend's state and bytecode are not the program: touching them keeps the cache.
+    (root / "pulumi" / ".pulumi-state" / "touched").write_text("x")
+    (root / "pulumi" / "__pycache__").mkdir(exist_ok=True)
+    (root / "pulumi" / "__pycache__" / "x.pyc").write_text("x")
+    assert "cached" in mock_check_outcome(root).detail
+    # Same size, same mtime window: only the content differs, and that is what the key reads.
+    policy = root / "pulumi" / "policy.hujson"
+    policy.write_text(policy.read_text().replace("operator@example.com", "operator@example.org"))
+    assert "cached" not in mock_check_outcome(root).detail
+
+
+def test_a_failure_is_never_cached(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "repo")
+    devices = root / "pulumi" / "devices.yaml"
+    good = devices.read_text()
+    devices.write_text("- indri\n")
+    assert mock_check_outcome(root).status == "fail"
+    assert mock_check_outcome(root).status == "fail"  # run again, not a cached verdict
+    devices.write_text(good)
+    assert mock_check_outcome(root).detail.endswith("DnsPreferences")  # a fresh pass
+
+
+def test_the_cache_key_reads_content_not_mtime(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "__main__.py").write_text("x = 1\n")
+    key = program_check.cache_key(project, "s", "/py")
+    os.utime(project / "__main__.py", (0, 0))
+    assert program_check.cache_key(project, "s", "/py") == key
+    (project / "__main__.py").write_text("x = 2\n")
+    assert program_check.cache_key(project, "s", "/py") != key
+    assert program_check.cache_key(project, "other", "/py") != program_check.cache_key(project, "s", "/py")
+
+
+def test_a_program_that_prints_still_reports(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "repo")
+    main = root / "pulumi" / "__main__.py"
+    main.write_text(main.read_text() + '\nprint("debugging output")\n')
+    assert mock_check_outcome(root).status == "ok"
+
+
+def test_a_directory_without_a_pulumi_project_names_the_setting(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "repo")
+    (root / "pulumi" / "Pulumi.yaml").unlink()
     result = mock_check_outcome(root)
-    assert result.status == "fail"
-    assert 'DeviceTags indri: tags is ["tag:homelab"], expected ["tag:homelab", "tag:indri", "tag:k8s-api"]' in (
-        result.detail
-    )
+    assert (result.status, result.detail) == ("fail", f"no Pulumi.yaml in {root}/pulumi")
+    assert "blumeops.tailnet.dir" in result.fix

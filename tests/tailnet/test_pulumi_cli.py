@@ -17,8 +17,10 @@ def target(tmp_path: Path) -> Target:
 def test_command_lines_pin_dir_stack_and_non_interactive(tmp_path: Path) -> None:
     t = target(tmp_path)
     where = f"--cwd '{tmp_path}/my pulumi' --stack homelab --non-interactive"
-    assert pulumi_cli.preview_command(t) == f"pulumi preview --json {where}"
-    assert pulumi_cli.up_command(t) == f"pulumi up --yes --skip-preview {where}"
+    assert pulumi_cli.preview_command(t) == f"pulumi preview --json --refresh {where}"
+    plan = tmp_path / "state" / "homelab.json"
+    assert pulumi_cli.preview_command(t, plan) == f"pulumi preview --json --refresh --save-plan={plan} {where}"
+    assert pulumi_cli.up_command(t, plan) == f"pulumi up --yes --skip-preview --refresh --plan={plan} {where}"
     assert pulumi_cli.init_command(t) == f"pulumi stack init --secrets-provider passphrase {where}"
     assert pulumi_cli.stack_ls_command(t) == f"pulumi stack ls --json --cwd '{tmp_path}/my pulumi' --non-interactive"
     assert pulumi_cli.version_command(t) == "pulumi version"
@@ -30,6 +32,30 @@ def test_env_carries_only_non_secret_settings(tmp_path: Path) -> None:
         "PULUMI_PYTHON_CMD": "/venv/bin/python",
         "PULUMI_SKIP_UPDATE_CHECK": "true",
     }
+
+
+def test_no_backend_configured_leaves_pulumis_own_login(tmp_path: Path) -> None:
+    t = Target("pulumi", tmp_path, "homelab", "", "/venv/bin/python")
+    assert "PULUMI_BACKEND_URL" not in pulumi_cli.env_for(t)
+
+
+def test_stack_is_the_setting_else_the_only_stack_file(tmp_path: Path) -> None:
+    assert pulumi_cli.resolve_stack("", tmp_path) == ""
+    (tmp_path / "Pulumi.yaml").write_text("name: p\n")
+    (tmp_path / "Pulumi.tail4c2e1.yaml").write_text("config: {}\n")
+    assert pulumi_cli.resolve_stack("", tmp_path) == "tail4c2e1"
+    assert pulumi_cli.resolve_stack("prod", tmp_path) == "prod"
+    (tmp_path / "Pulumi.other.yaml").write_text("config: {}\n")
+    assert pulumi_cli.resolve_stack("", tmp_path) == ""
+    assert pulumi_cli.stack_files(tmp_path) == ["other", "tail4c2e1"]
+
+
+def test_project_and_stack_files_of_a_wrong_shape_read_as_empty(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("- a list\n")
+    (tmp_path / "Pulumi.s.yaml").write_text("- a list\n")
+    assert pulumi_cli.read_project(tmp_path) == Project("", "")
+    assert pulumi_cli.stack_config(tmp_path, "s") == {}
+    assert pulumi_cli.read_project(tmp_path / "missing") == Project("", "")
 
 
 @pytest.mark.parametrize(
@@ -61,7 +87,7 @@ def test_backend_precedence_and_relative_file_urls(tmp_path: Path) -> None:
     env = {"PULUMI_BACKEND_URL": "https://api.pulumi.com"}
     assert pulumi_cli.resolve_backend("", env, project, tmp_path) == "https://api.pulumi.com"
     assert pulumi_cli.resolve_backend("file:///srv/state", env, project, tmp_path) == "file:///srv/state"
-    assert pulumi_cli.resolve_backend("", {}, Project("p", ""), tmp_path) == f"file://{tmp_path}/.pulumi-state"
+    assert pulumi_cli.resolve_backend("", {}, Project("p", ""), tmp_path) == ""  # pulumi login's choice
     assert pulumi_cli.file_backend_path("s3://bucket", tmp_path) is None
 
 
