@@ -200,9 +200,8 @@ def lockout_outcome(policy: Mapping[str, Any], lockout: Lockout, source: str, st
             "set blumeops.tailnet.operator (and indri_tag, ports) to your Tailscale login and the host to keep",
         )
     problems = lockout_problems(policy, lockout)
-    if problems:
-        return house_rule(
-            strict,
+    if problems:  # a guardrail, not taste: applying this policy would lock the operator out
+        return failed(
             "; ".join(problems),
             f"keep a test like {required_tests_snippet(lockout)} in {source} (and an ssh rule for the operator)",
         )

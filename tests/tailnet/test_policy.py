@@ -201,12 +201,12 @@ def test_ssh_rule_through_a_group_or_autogroup_counts() -> None:
     ]
 
 
-@pytest.mark.parametrize(("strict", "status"), [(False, "warn"), (True, "fail")])
-def test_lockout_outcome_is_a_house_rule_whose_fix_shows_the_test_to_keep(strict: bool, status: str) -> None:
+@pytest.mark.parametrize("strict", [False, True])
+def test_lockout_breach_fails_whatever_the_lint_setting_and_the_fix_shows_the_test_to_keep(strict: bool) -> None:
     policy = parse_hujson(shipped())
     policy["tests"] = []
     outcome = checks.lockout_outcome(policy, LOCKOUT, "policy.hujson", strict)
-    assert outcome.status == status
+    assert outcome.status == "fail"  # a guardrail (the operator would be locked out), not a house rule
     assert outcome.fix.startswith(
         'keep a test like {"src": "operator@example.com", '
         '"accept": ["tag:indri:22", "tag:indri:443", "tag:indri:6443"]}'

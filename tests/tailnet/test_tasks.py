@@ -117,14 +117,14 @@ def test_lockout_policy_is_refused_before_pulumi_runs_when_lint_is_strict(root: 
 
 
 @pytest.mark.usefixtures("creds", "cli_on_path")
-def test_lockout_house_rule_warns_and_the_preview_goes_on_by_default(
-    root: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_lockout_breach_refuses_the_preview_even_when_lint_is_lax(root: Path) -> None:
     policy = root / "pulumi" / "policy.hujson"
     policy.write_text(policy.read_text().replace('"tag:indri:22", ', ""), encoding="utf-8")
     c = context(root, runs(root, fixture_text("preview_none.json")), python=PYTHON)
-    tasks.preview(c)  # exit 0: the house rule does not stop the preview
-    assert "warning: lockout guard: policy tests no longer guarantee" in capsys.readouterr().err
+    with pytest.raises(Exit) as stopped:
+        tasks.preview(c)
+    assert stopped.value.code == 1
+    assert "lockout guard: policy tests no longer guarantee" in str(stopped.value.message)
 
 
 @pytest.mark.usefixtures("creds", "cli_on_path")
@@ -171,12 +171,12 @@ def test_missing_credentials_are_named(root: Path, monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.usefixtures("creds", "cli_on_path")
 def test_house_rule_warnings_reach_the_plan_of_inv_plan(root: Path) -> None:
-    policy = root / "pulumi" / "policy.hujson"
-    policy.write_text(policy.read_text().replace('"tag:indri:22", ', ""), encoding="utf-8")
+    devices = root / "pulumi" / "devices.yaml"
+    devices.write_text(devices.read_text().replace("  sifaka:", "  toaster:"), encoding="utf-8")
     c = context(root, runs(root, fixture_text("preview_delete.json")), python=PYTHON)
     plan = workflow.preview_plan(c)
     assert (plan.error, plan.counts()["delete"]) == (None, 1)
-    assert "warning: lockout guard: policy tests no longer guarantee" in plan.note
+    assert "warning: devices known: device not in the inventory: toaster" in plan.note
 
 
 @pytest.mark.usefixtures("creds", "cli_on_path")
