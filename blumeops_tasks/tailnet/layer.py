@@ -21,7 +21,8 @@ DEFAULTS = {
     # The CLI to run, and the interpreter pulumi runs the program with (empty: the one running inv).
     "pulumi": "pulumi",
     "python": "",
-    # Lockout guard (a guardrail; a house rule only while the operator is not named in the policy): the policy's tests must keep this identity able to reach indri on these ports.
+    # Lockout guard (a guardrail; a house rule only while the operator is not named in the policy):
+    # the policy's tests must keep this identity able to reach indri on these ports.
     "operator": "operator@example.com",
     "indri_tag": "tag:indri",
     "indri_host": "indri",
