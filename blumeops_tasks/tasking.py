@@ -9,7 +9,8 @@
   `{"exit_code": N, "error": "<the sentence>"}`, so stdout is always one JSON document.
 * No automatic short flags: a flag letter would mean different things in different tasks
   (`-l` for --limit here, --layer there), so every flag is spelled out.
-Before the body runs, `.env` is loaded without overriding the environment.
+Before the body runs, `.env` is loaded without overriding the environment (`op://` values read
+from 1Password); when it ends, every redacting stream releases what it held back.
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ class GuardedTask(Task):  # type: ignore[type-arg]  # invoke's Task is loosely t
             raise
 
     def _guarded(self, *args: Any, **kwargs: Any) -> Any:
-        if args and isinstance(args[0], Context):
-            load_env_file(args[0])
+        from blumeops_tasks.console import finish_streams
+
         try:
+            if args and isinstance(args[0], Context):
+                load_env_file(args[0])
             return super().__call__(*args, **kwargs)
         except Exit:
             raise
@@ -73,6 +76,8 @@ class GuardedTask(Task):  # type: ignore[type-arg]  # invoke's Task is loosely t
                 ),
                 code=1,
             ) from None
+        finally:
+            finish_streams()  # the task's commands are done: release what their streams held back
 
 
 task = functools.partial(invoke_task, klass=GuardedTask, auto_shortflags=False)
