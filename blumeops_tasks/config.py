@@ -117,15 +117,18 @@ def load_env_file(c: Context) -> Path | None:
     """Load `.env` into the environment without overriding variables already set.
 
     A value written `op://vault/item/field` is read with the 1Password CLI (`onepassword`), once
-    per process, and redacted whatever its variable is called.
+    per process, and redacted whatever its variable is called; so is such a reference already in
+    the environment for a variable `.env` names (`mise` exports `.env` unresolved).
     """
     path = env_file(c)
     if not path.is_file():
         return None
     references: dict[str, str] = {}
     for name, value in read_env_file(path).items():
-        if value is not None and onepassword.is_reference(value):
-            references[name] = value
+        # The environment wins, but a reference there is no value: mise exports .env as it is.
+        current = os.environ.get(name, value)
+        if current is not None and onepassword.is_reference(current):
+            references[name] = current
         elif value is not None and name not in os.environ:
             os.environ[name] = value
     if references:

@@ -2,8 +2,9 @@
 
 `op read` runs once per reference per process (one `inv` run), with the reference as an argument
 (never through a shell). The value goes into the environment as if `.env` had held it, unless the
-environment already sets the variable (the environment wins, as for every `.env` value), and the
-variable is declared secret, so its value is redacted whatever the variable is called.
+environment already sets the variable to a value (the environment wins, as for every `.env` value;
+a reference there, as `mise` exports `.env`, is read like one in the file), and the variable is
+declared secret, so its value is redacted whatever the variable is called.
 
 Without `op` on PATH, or signed out, the variable stays unset: a note says so on stderr, and
 `inv preflight` shows a failing row (`preflight_checks`).
@@ -96,10 +97,12 @@ def load(references: Mapping[str, str], source: Path) -> list[Lookup]:
     fresh: list[Lookup] = []
     for name, reference in references.items():
         key = (name, reference)
-        if key in _lookups or name in os.environ:
-            continue
+        if key in _lookups or not is_reference(os.environ.get(name, reference)):
+            continue  # looked up already, or the environment sets a value, which wins
         _lookups[key] = _look_up(name, reference)
         fresh.append(_lookups[key])
+        if _lookups[key].error and os.environ.get(name) == reference:
+            del os.environ[name]  # a reference is no credential: unset reads as unset
     failed = [lookup for lookup in fresh if lookup.error]
     if failed:
         from blumeops_tasks.console import note

@@ -106,6 +106,18 @@ def test_the_environment_wins_over_a_reference(
     assert _calls(op_log) == []
 
 
+def test_a_reference_exported_by_mise_is_read_too(
+    tmp_path: Path, op_bin: Path, op_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mise exports .env as it is: the environment then holds the reference, not a value."""
+    _env_file(tmp_path, "TS_AUTHKEY=op://homelab/tailscale/authkey")
+    monkeypatch.setenv("PATH", f"{op_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("TS_AUTHKEY", "op://homelab/tailscale/authkey")
+    load_env_file(_ctx(tmp_path))
+    assert os.environ["TS_AUTHKEY"] == AUTHKEY
+    assert len(_calls(op_log)) == 1
+
+
 def test_a_reference_is_an_argument_never_a_shell_string(
     tmp_path: Path, op_bin: Path, op_log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,6 +137,7 @@ def test_signed_out_leaves_the_variable_unset_and_preflight_says_so(
     _env_file(tmp_path, "TS_AUTHKEY=op://homelab/tailscale/authkey")
     monkeypatch.setenv("PATH", f"{op_bin}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("STAND_IN_SIGNED_OUT", "1")
+    monkeypatch.setenv("TS_AUTHKEY", "op://homelab/tailscale/authkey")  # as mise exports it
     load_env_file(_ctx(tmp_path))
     assert "TS_AUTHKEY" not in os.environ
     assert "not currently signed in" in capsys.readouterr().err
