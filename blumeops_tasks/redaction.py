@@ -2,7 +2,8 @@
 
 Which values are secret
     The value of an environment variable that a layer declares secret (`Layer.secret_env`), that
-    was read from 1Password (`op://` in `.env`), or whose name looks secret (`is_secret_name`).
+    was read from 1Password (`op://` in `.env`), or whose name looks secret (`is_secret_name`);
+    and the password of a URL with credentials (`https://user:password@host`) in any variable.
     Values are read from the environment at call time, so a variable loaded from `.env` later is
     still redacted. A value shorter than 4 characters is never masked (masking "1" or "on" would
     garble every line).
@@ -95,11 +96,19 @@ def _looks_secret(name: str) -> bool:
     return words[-1] in _SECRET_LAST_WORDS and not (len(words) > 1 and words[-2] in _PUBLIC_WORDS)
 
 
+# The password in a URL with credentials (`https://user:password@host/`), whatever the variable.
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:([^\s/@]+)@")
+
+
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Current secret values, longest first so a value containing another is masked whole."""
     env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if len(v) >= _MIN_SECRET_LENGTH and is_secret_name(k)}
-    return sorted(values, key=len, reverse=True)
+    values = {value for name, value in env.items() if is_secret_name(name)}
+    for value in env.values():
+        if "://" in value:
+            for match in _URL_PASSWORD.finditer(value):
+                values.update({match.group(1), urllib.parse.unquote(match.group(1))})
+    return sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
 # --- Which forms of a value are masked --------------------------------------------------------

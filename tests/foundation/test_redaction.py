@@ -127,6 +127,16 @@ def test_ordinary_names_are_not_secret(name: str) -> None:
     assert redact("value /home/op/some-value", {name: "/home/op/some-value"}) == "value /home/op/some-value"
 
 
+def test_the_password_of_a_url_in_any_variable_is_secret() -> None:
+    env = {"FORGE_REMOTE": "https://eblume:glpat-x8Yz%2F0123@forge.example.net/eblume/blumeops.git"}
+    assert redact("cloning https://eblume:glpat-x8Yz%2F0123@forge/ ... glpat-x8Yz/0123", env) == (
+        "cloning https://eblume:***@forge/ ... ***"
+    )
+    assert redact("https://forge.example.net/eblume", {"FORGE": "https://forge.example.net/eblume"}) == (
+        "https://forge.example.net/eblume"
+    )
+
+
 # --- encoded forms ----------------------------------------------------------------------------
 
 SECRET = "hunter2-Pa$$ w/rd+~é"
