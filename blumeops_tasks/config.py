@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -90,10 +91,11 @@ def env_file(c: Context) -> Path:
     return repo_path(c, setting(c, "env_file"))
 
 
-def read_env_file(path: Path) -> dict[str, str | None]:
+def read_env_file(path: Path, *, report: bool = False) -> dict[str, str | None]:
     """The variables a dotenv file sets, as python-dotenv parses them (the environment wins in
     `${VAR}` interpolation, as it does for the values). A file that cannot be read or is not
-    UTF-8 stops with one sentence naming it."""
+    UTF-8 stops with one sentence naming it; with `report`, lines that are not `NAME=value` are
+    named in a note (python-dotenv skips them)."""
     from blumeops_tasks.console import fail
 
     try:
@@ -109,8 +111,20 @@ def read_env_file(path: Path) -> dict[str, str | None]:
             f"save it as UTF-8 or remove that byte."
         )
     from dotenv.main import DotEnv
+    from dotenv.parser import parse_stream
 
-    return DotEnv(None, stream=io.StringIO(text), interpolate=True, override=False).dict()
+    bad = [binding.original.line for binding in parse_stream(io.StringIO(text)) if binding.error]
+    if bad and report:
+        from blumeops_tasks.console import note
+
+        lines = ", ".join(str(line) for line in bad)
+        note(f"{path}: line {lines} is not NAME=value and is ignored; fix or remove it.")
+    dotenv_log = logging.getLogger("dotenv.main")
+    silenced, dotenv_log.disabled = dotenv_log.disabled, True  # its warning does not name the file
+    try:
+        return DotEnv(None, stream=io.StringIO(text), interpolate=True, override=False).dict()
+    finally:
+        dotenv_log.disabled = silenced
 
 
 def load_env_file(c: Context) -> Path | None:
@@ -124,7 +138,7 @@ def load_env_file(c: Context) -> Path | None:
     if not path.is_file():
         return None
     references: dict[str, str] = {}
-    for name, value in read_env_file(path).items():
+    for name, value in read_env_file(path, report=True).items():
         # The environment wins, but a reference there is no value: mise exports .env as it is.
         current = os.environ.get(name, value)
         if current is not None and onepassword.is_reference(current):

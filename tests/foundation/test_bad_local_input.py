@@ -97,6 +97,15 @@ def test_dotenv_with_a_non_utf8_byte_names_the_file_and_line(tmp_path: Path) -> 
     assert "UTF-8" in sentence
 
 
+def test_dotenv_lines_that_do_not_parse_are_named(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, **{".env": "TAILSCALE_TAILNET=example.com\nthis is not an assignment\nB='open\n"})
+    result = run_inv("config", "--json", cwd=repo, env=clean_environ(tmp_path))
+    assert result.returncode == 0, result.stderr
+    sentence = _one_sentence(result.stderr)
+    assert str(repo / ".env") in sentence
+    assert "line 2, 3" in sentence
+
+
 def test_dotenv_error_in_a_json_task_is_one_json_document(tmp_path: Path) -> None:
     import json
 
