@@ -137,14 +137,11 @@ def load_env_file(c: Context) -> Path | None:
     path = env_file(c)
     if not path.is_file():
         return None
-    references: dict[str, str] = {}
-    for name, value in read_env_file(path, report=True).items():
-        # The environment wins, but a reference there is no value: mise exports .env as it is.
-        current = os.environ.get(name, value)
-        if current is not None and onepassword.is_reference(current):
-            references[name] = current
-        elif value is not None and name not in os.environ:
+    values = read_env_file(path, report=True)
+    for name, value in values.items():
+        if value is not None and name not in os.environ and not onepassword.is_reference(value):
             os.environ[name] = value
+    references = onepassword.references_in(values)
     if references:
         onepassword.load(references, source=path)
     return path

@@ -91,8 +91,21 @@ def _look_up(name: str, reference: str) -> Lookup:
     return Lookup(name, reference)
 
 
-def load(references: Mapping[str, str], source: Path) -> list[Lookup]:
-    """Read each reference whose variable the environment does not set yet; note each failure."""
+def references_in(values: Mapping[str, str | None]) -> dict[str, str]:
+    """The op:// references among `.env` values: the environment's value when it is one (mise
+    exports `.env` unresolved), else the file's."""
+    found: dict[str, str] = {}
+    for name, value in values.items():
+        current = os.environ.get(name)
+        if current is not None and is_reference(current):
+            found[name] = current
+        elif value is not None and is_reference(value):
+            found[name] = value
+    return found
+
+
+def load(references: Mapping[str, str], source: Path) -> None:
+    """Read each reference whose variable the environment does not set to a value; note failures."""
     declare_secret_names(references)
     fresh: list[Lookup] = []
     for name, reference in references.items():
@@ -109,7 +122,6 @@ def load(references: Mapping[str, str], source: Path) -> list[Lookup]:
 
         names = ", ".join(lookup.name for lookup in failed)
         note(f"{source}: {names} left unset: {failed[0].error} (see `inv preflight`).")
-    return [_lookups[(n, r)] for n, r in references.items() if (n, r) in _lookups]
 
 
 def _outcome(references: Mapping[str, str], source: Path) -> Outcome:
@@ -139,7 +151,7 @@ def preflight_checks(c: Context) -> list[CheckSpec]:
     path = env_file(c)
     if not path.is_file():
         return []
-    references = {name: value for name, value in read_env_file(path).items() if value and is_reference(value)}
+    references = references_in(read_env_file(path))
     if not references:
         return []
     return [CheckSpec("secrets", "1Password references", lambda: _outcome(references, path))]

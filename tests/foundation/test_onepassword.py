@@ -104,6 +104,10 @@ def test_the_environment_wins_over_a_reference(
     load_env_file(_ctx(tmp_path))
     assert os.environ["TS_AUTHKEY"] == "tskey-from-the-environment"
     assert _calls(op_log) == []
+    [result] = run_checks(onepassword.preflight_checks(_ctx(tmp_path)))
+    assert result.status == "ok"
+    assert "TS_AUTHKEY set in the environment" in result.detail
+    assert _calls(op_log) == []
 
 
 def test_a_reference_exported_by_mise_is_read_too(
