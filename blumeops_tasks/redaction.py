@@ -5,8 +5,8 @@ Which values are secret
     was read from 1Password (`op://` in `.env`), or whose name looks secret (`is_secret_name`);
     and the password of a URL with credentials (`https://user:password@host`) in any variable.
     Values are read from the environment at call time, so a variable loaded from `.env` later is
-    still redacted. A value shorter than 4 characters is never masked (masking "1" or "on" would
-    garble every line).
+    still redacted. A value shorter than 4 characters, or a switch word (true, false, none, null,
+    enabled, disabled), is never masked: masking "1" or "false" would garble every line.
 
 Which forms are masked
     The value itself and its base64 (standard and URL-safe, padded or not, and the part that
@@ -38,6 +38,9 @@ _MIN_SECRET_LENGTH = 4
 # An encoded form that is only part of the encoding (base64 inside a longer text) must be at
 # least this long to be masked; shorter parts say almost nothing and would mask by accident.
 _MIN_PARTIAL_FORM = 6
+
+# Switch words are no one's password: SOME_TOKEN=false must not mask every "false".
+_NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "enabled", "disabled"})
 
 _declared: set[str] = set()
 
@@ -108,7 +111,8 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
         if "://" in value:
             for match in _URL_PASSWORD.finditer(value):
                 values.update({match.group(1), urllib.parse.unquote(match.group(1))})
-    return sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
+    kept = (v for v in values if len(v) >= _MIN_SECRET_LENGTH and v.lower() not in _NOT_SECRET_VALUES)
+    return sorted(kept, key=len, reverse=True)
 
 
 # --- Which forms of a value are masked --------------------------------------------------------

@@ -187,6 +187,12 @@ def test_short_values_are_never_masked_in_any_form() -> None:
     assert redact(text, {"SOME_TOKEN": "on"}) == text
 
 
+def test_switch_words_are_not_secrets() -> None:
+    assert redact("verify: false, cache: true", {"VERIFY_TOKEN": "false", "CACHE_TOKEN": "True"}) == (
+        "verify: false, cache: true"
+    )
+
+
 # --- streams ----------------------------------------------------------------------------------
 
 
