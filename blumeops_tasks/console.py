@@ -16,7 +16,6 @@ import contextlib
 import json
 import sys
 import threading
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -42,21 +41,21 @@ class _RedactingStream:
     invoke writes a child's output 1000 bytes at a time and flushes after each piece, so a secret
     can arrive split in two: the end of a piece that could still grow into a secret is held back
     (`redaction.StreamRedactor`) and `flush()` does not release it. `finish()` does, masked if it
-    is a partial secret; every stream still holding something is finished when its task ends and
-    when the process exits.
+    is a partial secret; every stream still holding something is kept (`_pending`) and finished
+    when the outermost task ends and when the process exits.
     """
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
         self._redactor = StreamRedactor()
         self._lock = threading.Lock()
-        _streams.add(self)
 
     def write(self, text: str) -> int:
         with self._lock:
             shown = self._redactor.feed(text)
             if shown:
                 self._stream.write(shown)
+            _holding(self, self._redactor.holding)
         return len(text)
 
     def flush(self) -> None:
@@ -66,6 +65,7 @@ class _RedactingStream:
         """Release what was held back (a partial secret masked) and flush. The stream stays usable."""
         with self._lock:
             rest = self._redactor.finish()
+            _holding(self, False)
             if rest:
                 self._stream.write(rest)
         self._stream.flush()
@@ -81,12 +81,25 @@ class _RedactingStream:
         return getattr(self._stream, "encoding", None) or "utf-8"
 
 
-_streams: weakref.WeakSet[_RedactingStream] = weakref.WeakSet()
+# The streams holding text back, kept alive until they release it (the runner that wrote to one
+# may be gone by then).
+_pending: set[_RedactingStream] = set()
+_pending_lock = threading.Lock()
+
+
+def _holding(stream: _RedactingStream, holding: bool) -> None:
+    with _pending_lock:
+        if holding:
+            _pending.add(stream)
+        else:
+            _pending.discard(stream)
 
 
 def finish_streams() -> None:
-    """Finish every redacting stream that still holds text back (a task's commands are done)."""
-    for stream in list(_streams):
+    """Finish every redacting stream that still holds text back (a run's commands are done)."""
+    with _pending_lock:
+        pending = list(_pending)
+    for stream in pending:
         with contextlib.suppress(OSError, ValueError):  # its underlying stream is closed: nothing to show
             stream.finish()
 

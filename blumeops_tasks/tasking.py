@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from invoke.context import Context
@@ -26,6 +29,30 @@ from invoke.tasks import task as invoke_task
 
 from blumeops_tasks.config import load_env_file
 from blumeops_tasks.redaction import redact
+
+
+class _Running:
+    """How many tasks run in this process, in any thread."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def outermost(self) -> Iterator[bool]:
+        """Whether this is the only task running: a task another task calls (perhaps in a thread,
+        as `inv plan` previews layers) must not release a stream the other one still writes to."""
+        with self._lock:
+            self._count += 1
+            alone = self._count == 1
+        try:
+            yield alone
+        finally:
+            with self._lock:
+                self._count -= 1
+
+
+_RUNNING = _Running()
 
 
 def _tool_failure(exc: UnexpectedExit) -> Exit:
@@ -53,8 +80,16 @@ class GuardedTask(Task):  # type: ignore[type-arg]  # invoke's Task is loosely t
             raise
 
     def _guarded(self, *args: Any, **kwargs: Any) -> Any:
-        from blumeops_tasks.console import finish_streams
+        with _RUNNING.outermost() as outermost:
+            try:
+                return self._body(*args, **kwargs)
+            finally:
+                if outermost:  # every command of the run is done: release what streams held back
+                    from blumeops_tasks.console import finish_streams
 
+                    finish_streams()
+
+    def _body(self, *args: Any, **kwargs: Any) -> Any:
         try:
             if args and isinstance(args[0], Context):
                 load_env_file(args[0])
@@ -76,8 +111,6 @@ class GuardedTask(Task):  # type: ignore[type-arg]  # invoke's Task is loosely t
                 ),
                 code=1,
             ) from None
-        finally:
-            finish_streams()  # the task's commands are done: release what their streams held back
 
 
 task = functools.partial(invoke_task, klass=GuardedTask, auto_shortflags=False)

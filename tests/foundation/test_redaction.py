@@ -239,6 +239,26 @@ def test_the_console_stream_holds_a_split_secret_across_flushes(monkeypatch: pyt
     assert target.getvalue() == "A" * 995 + "***\n"
 
 
+def test_a_task_called_by_a_task_does_not_release_a_stream_still_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_PASSWD", SECRET)
+    target = io.StringIO()
+
+    @task
+    def inner(c: Context) -> None:
+        """Ends while the outer task's stream still holds the start of a secret."""
+
+    @task
+    def outer(c: Context) -> None:
+        stream = console._RedactingStream(target)  # type: ignore[arg-type]
+        stream.write("x" + SECRET[:6])
+        inner(c)
+        assert target.getvalue() == "x"
+        stream.write(SECRET[6:11])  # the run ends with the secret still incomplete
+
+    outer(_ctx())
+    assert target.getvalue() == "x***"  # released, masked, when the outer task ended
+
+
 # --- a real child process through invoke -------------------------------------------------------
 
 CHILD = "import sys; sys.stdout.write('A' * 995 + open(sys.argv[1]).read()); sys.stdout.flush()"
