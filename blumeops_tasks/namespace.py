@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from invoke.collection import Collection
@@ -18,7 +19,7 @@ def build_namespace(root: Path) -> Collection:
 
     invoke reads `invoke.yaml` only after tasks.py is imported, and dies on a broken one with a
     traceback; it is checked here first, so `inv` (even `inv --list`) stops with one sentence
-    naming the file and the line or setting (exit 1).
+    naming the file and the line or setting (exit 1; with `--json`, also as the JSON document).
     """
     ns = Collection()
     for root_task in (*cross_layer.ROOT_TASKS, *gitops_tasks.ROOT_TASKS):
@@ -30,6 +31,10 @@ def build_namespace(root: Path) -> Collection:
     defaults = compose_defaults({layer.name: layer.defaults for layer in registered}, root)
     problem = project_config_problem(root, defaults)
     if problem:
+        if "--json" in sys.argv[1:]:  # no task parsed yet: the promise of one JSON document still holds
+            from blumeops_tasks import console
+
+            console.print_json({"exit_code": 1, "error": problem})
         raise Exit(redact(problem), code=1)
     ns.configure(defaults)
     return ns

@@ -5,6 +5,7 @@ Every case runs a real `inv` in a temporary repo (a copy of tasks.py and the fil
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -65,6 +66,16 @@ def test_invoke_yaml_wrong_type_names_the_setting(tmp_path: Path, content: str, 
         assert f"{setting} must be" in sentence
 
 
+def test_invoke_yaml_problem_with_json_is_one_json_document(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, invoke_yaml='blumeops:\n  hosts: "x"\n')
+    result = run_inv("plan", "--json", cwd=repo, env=clean_environ(tmp_path))
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    assert document["exit_code"] == 1
+    assert "blumeops.hosts must be" in document["error"]
+    assert "Traceback" not in result.stderr
+
+
 def test_invoke_yaml_that_is_not_a_mapping(tmp_path: Path) -> None:
     repo = _repo(tmp_path, invoke_yaml="- blumeops\n")
     result = run_inv("--list", cwd=repo, env=clean_environ(tmp_path))
@@ -107,8 +118,6 @@ def test_dotenv_lines_that_do_not_parse_are_named(tmp_path: Path) -> None:
 
 
 def test_dotenv_error_in_a_json_task_is_one_json_document(tmp_path: Path) -> None:
-    import json
-
     repo = _repo(tmp_path, **{".env": b"\xff\xfeA=1\n"})
     result = run_inv("config", "--json", cwd=repo, env=clean_environ(tmp_path))
     assert result.returncode == 1
