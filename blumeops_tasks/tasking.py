@@ -10,7 +10,7 @@
 * No automatic short flags: a flag letter would mean different things in different tasks
   (`-l` for --limit here, --layer there), so every flag is spelled out.
 Before the body runs, `.env` is loaded without overriding the environment (`op://` values read
-from 1Password); when it ends, every redacting stream releases what it held back.
+from 1Password); when the last running task ends, every redacting stream releases what it held back.
 """
 
 from __future__ import annotations
@@ -32,24 +32,28 @@ from blumeops_tasks.redaction import redact
 
 
 class _Running:
-    """How many tasks run in this process, in any thread."""
+    """How many tasks run in this process, in any thread. When the last one ends, every command
+    is done: the redacting streams release what they held back. A task another task calls
+    (perhaps in a thread, as `inv plan` previews layers) must not release a stream still in use."""
 
     def __init__(self) -> None:
         self._count = 0
         self._lock = threading.Lock()
 
     @contextmanager
-    def outermost(self) -> Iterator[bool]:
-        """Whether this is the only task running: a task another task calls (perhaps in a thread,
-        as `inv plan` previews layers) must not release a stream the other one still writes to."""
+    def task(self) -> Iterator[None]:
         with self._lock:
             self._count += 1
-            alone = self._count == 1
         try:
-            yield alone
+            yield
         finally:
             with self._lock:
                 self._count -= 1
+                last = self._count == 0
+            if last:
+                from blumeops_tasks.console import finish_streams
+
+                finish_streams()
 
 
 _RUNNING = _Running()
@@ -80,14 +84,8 @@ class GuardedTask(Task):  # type: ignore[type-arg]  # invoke's Task is loosely t
             raise
 
     def _guarded(self, *args: Any, **kwargs: Any) -> Any:
-        with _RUNNING.outermost() as outermost:
-            try:
-                return self._body(*args, **kwargs)
-            finally:
-                if outermost:  # every command of the run is done: release what streams held back
-                    from blumeops_tasks.console import finish_streams
-
-                    finish_streams()
+        with _RUNNING.task():
+            return self._body(*args, **kwargs)
 
     def _body(self, *args: Any, **kwargs: Any) -> Any:
         try:

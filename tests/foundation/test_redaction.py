@@ -8,6 +8,7 @@ import json
 import re
 import shlex
 import sys
+import threading
 import urllib.parse
 from pathlib import Path
 
@@ -257,6 +258,36 @@ def test_a_task_called_by_a_task_does_not_release_a_stream_still_in_use(monkeypa
 
     outer(_ctx())
     assert target.getvalue() == "x***"  # released, masked, when the outer task ended
+
+
+def test_a_task_ending_in_another_thread_does_not_release_a_stream_still_in_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DB_PASSWD", SECRET)
+    target = io.StringIO()
+    holding, quick_done = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    @task
+    def writer(c: Context) -> None:
+        stream = console._RedactingStream(target)  # type: ignore[arg-type]
+        stream.write("x" + SECRET[:6])
+        holding.set()
+        quick_done.wait(10)
+        seen.append(target.getvalue())
+        stream.write(SECRET[6:] + "\n")
+
+    @task
+    def quick(c: Context) -> None:
+        holding.wait(10)
+
+    thread = threading.Thread(target=writer, args=(_ctx(),))
+    thread.start()
+    quick(_ctx())
+    quick_done.set()
+    thread.join(10)
+    assert seen == ["x"]  # the quick task ended first and released nothing of the secret
+    assert target.getvalue() == "x***\n"
 
 
 # --- a real child process through invoke -------------------------------------------------------
