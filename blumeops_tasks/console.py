@@ -11,6 +11,8 @@ rich is imported inside the functions: `inv --list` never pays for it.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import sys
 import threading
@@ -20,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from invoke.exceptions import Exit
 
-from blumeops_tasks.redaction import redact, redact_data
+from blumeops_tasks.redaction import StreamRedactor, redact, redact_data
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,15 +36,38 @@ class Declined(Exit):
 
 
 class _RedactingStream:
-    """File-like wrapper: whatever rich renders is redacted on its way out."""
+    """File-like wrapper: whatever is written is redacted on its way out, even in pieces.
+
+    invoke writes a child's output 1000 bytes at a time and flushes after each piece, so a secret
+    can arrive split in two: the end of a piece that could still grow into a secret is held back
+    (`redaction.StreamRedactor`) and `flush()` does not release it. `finish()` does, masked if it
+    is a partial secret; every stream still holding something is kept (`_pending`) and finished
+    when the outermost task ends and when the process exits.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
+        self._redactor = StreamRedactor()
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        return self._stream.write(redact(text))
+        with self._lock:
+            shown = self._redactor.feed(text)
+            if shown:
+                self._stream.write(shown)
+            _holding(self, self._redactor.holding)
+        return len(text)
 
     def flush(self) -> None:
+        self._stream.flush()
+
+    def finish(self) -> None:
+        """Release what was held back (a partial secret masked) and flush. The stream stays usable."""
+        with self._lock:
+            rest = self._redactor.finish()
+            _holding(self, False)
+            if rest:
+                self._stream.write(rest)
         self._stream.flush()
 
     def isatty(self) -> bool:
@@ -56,33 +81,68 @@ class _RedactingStream:
         return getattr(self._stream, "encoding", None) or "utf-8"
 
 
+# The streams holding text back, kept alive until they release it (the runner that wrote to one
+# may be gone by then).
+_pending: set[_RedactingStream] = set()
+_pending_lock = threading.Lock()
+
+
+def _holding(stream: _RedactingStream, holding: bool) -> None:
+    with _pending_lock:
+        if holding:
+            _pending.add(stream)
+        else:
+            _pending.discard(stream)
+
+
+def finish_streams() -> None:
+    """Finish every redacting stream that still holds text back (a run's commands are done)."""
+    with _pending_lock:
+        pending = list(_pending)
+    for stream in pending:
+        with contextlib.suppress(OSError, ValueError):  # its underlying stream is closed: nothing to show
+            stream.finish()
+
+
+atexit.register(finish_streams)
+
+
 def _is_tty(stream: IO[str]) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-def _rich(stream: IO[str] | None = None) -> Console:
+@contextmanager
+def _rich(stream: IO[str] | None = None) -> Iterator[Console]:
+    """A rich console writing through a redacting stream, finished when the block ends."""
     from rich.console import Console
 
     target = sys.stdout if stream is None else stream
-    return Console(
-        file=_RedactingStream(target),  # type: ignore[arg-type]
-        highlight=False,
-        width=None if _is_tty(target) else PIPED_WIDTH,
-    )
+    redacting = _RedactingStream(target)
+    try:
+        yield Console(
+            file=redacting,  # type: ignore[arg-type]
+            highlight=False,
+            width=None if _is_tty(target) else PIPED_WIDTH,
+        )
+    finally:
+        redacting.finish()
 
 
 def out(text: str = "", style: str | None = None) -> None:
     """Print one line (or block) to stdout."""
-    _rich().print(text, style=style, markup=False)
+    with _rich() as console:
+        console.print(text, style=style, markup=False)
 
 
 def note(text: str) -> None:
     """A secondary line for the operator, on stderr so JSON on stdout stays clean."""
-    _rich(sys.stderr).print(text, style="dim", markup=False)
+    with _rich(sys.stderr) as console:
+        console.print(text, style="dim", markup=False)
 
 
 def error(text: str) -> None:
-    _rich(sys.stderr).print(text, style="bold red", markup=False)
+    with _rich(sys.stderr) as console:
+        console.print(text, style="bold red", markup=False)
 
 
 _json_printed = threading.Event()
@@ -120,25 +180,26 @@ def table(
     for index, row in enumerate(rows):
         style = styles[index] if styles else None
         tbl.add_row(*(redact(str(cell)) for cell in row), style=style)
-    _rich().print(tbl)
+    with _rich() as console:
+        console.print(tbl)
 
 
 def diff(text: str) -> None:
     """Print a unified diff, coloured on a terminal."""
     from rich.syntax import Syntax
 
-    console = _rich()
-    if console.is_terminal:
-        console.print(Syntax(redact(text), "diff", theme="ansi_dark", background_color="default"))
-    else:
-        console.print(text, markup=False, highlight=False)
+    with _rich() as console:
+        if console.is_terminal:
+            console.print(Syntax(redact(text), "diff", theme="ansi_dark", background_color="default"))
+        else:
+            console.print(text, markup=False, highlight=False)
 
 
 @contextmanager
 def status(message: str) -> Iterator[None]:
     """Spinner on a terminal; a single progress line on stderr if the work passes one second."""
     if _is_tty(sys.stderr):
-        with _rich(sys.stderr).status(redact(message)):
+        with _rich(sys.stderr) as console, console.status(redact(message)):
             yield
         return
     timer = threading.Timer(PROGRESS_DELAY, lambda: note(f"{message} ..."))
@@ -168,7 +229,8 @@ def confirm(question: str, *, yes: bool, action: str) -> None:
             f"read the plan above and re-run with --yes."
         )
         raise Declined(redact(message), code=1)
-    _rich(sys.stderr).print(f"{question} [y/N] ", end="", markup=False)
+    with _rich(sys.stderr) as console:
+        console.print(f"{question} [y/N] ", end="", markup=False)
     try:
         answer = sys.stdin.readline().strip().lower()
     except KeyboardInterrupt:

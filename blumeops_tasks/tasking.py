@@ -9,13 +9,17 @@
   `{"exit_code": N, "error": "<the sentence>"}`, so stdout is always one JSON document.
 * No automatic short flags: a flag letter would mean different things in different tasks
   (`-l` for --limit here, --layer there), so every flag is spelled out.
-Before the body runs, `.env` is loaded without overriding the environment.
+Before the body runs, `.env` is loaded without overriding the environment (`op://` values read
+from 1Password); when the last running task ends, every redacting stream releases what it held back.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from invoke.context import Context
@@ -25,6 +29,34 @@ from invoke.tasks import task as invoke_task
 
 from blumeops_tasks.config import load_env_file
 from blumeops_tasks.redaction import redact
+
+
+class _Running:
+    """How many tasks run in this process, in any thread. When the last one ends, every command
+    is done: the redacting streams release what they held back. A task another task calls
+    (perhaps in a thread, as `inv plan` previews layers) must not release a stream still in use."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def task(self) -> Iterator[None]:
+        with self._lock:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
+                last = self._count == 0
+            if last:
+                from blumeops_tasks.console import finish_streams
+
+                finish_streams()
+
+
+_RUNNING = _Running()
 
 
 def _tool_failure(exc: UnexpectedExit) -> Exit:
@@ -52,9 +84,13 @@ class GuardedTask(Task):  # type: ignore[type-arg]  # invoke's Task is loosely t
             raise
 
     def _guarded(self, *args: Any, **kwargs: Any) -> Any:
-        if args and isinstance(args[0], Context):
-            load_env_file(args[0])
+        with _RUNNING.task():
+            return self._body(*args, **kwargs)
+
+    def _body(self, *args: Any, **kwargs: Any) -> Any:
         try:
+            if args and isinstance(args[0], Context):
+                load_env_file(args[0])
             return super().__call__(*args, **kwargs)
         except Exit:
             raise
