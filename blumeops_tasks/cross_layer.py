@@ -27,7 +27,9 @@ def _run(c: Context, kind: str, layer: str | None, as_json: bool) -> None:
         specs = [spec for lay in selected for spec in lay.offline_checks(c)]
         timeout, title = float(setting(c, "check_timeout")), "Offline checks"
     else:
-        specs = [spec for lay in selected for spec in lay.preflight_checks(c)]
+        from blumeops_tasks import onepassword
+
+        specs = [*onepassword.preflight_checks(c), *(spec for lay in selected for spec in lay.preflight_checks(c))]
         timeout, title = float(setting(c, "preflight_timeout")), "Preflight"
     with console.status(f"{title}: {len(specs)} checks"):
         results = runner.run_checks(specs, default_timeout=timeout)
