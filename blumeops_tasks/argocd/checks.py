@@ -269,7 +269,8 @@ def plan(c: Context) -> LayerPlan:
             change = Change("create", f"Application/{namespace}/{app.name}", detail=f"not in the cluster; {how}")
             targets.append(TargetPlan(app.name, (change,)))
         else:
-            targets.append(app_state.changes(obj))
+            diverged = app_state.divergence(obj, app.sources, str(_cfg(c, "repo_url")))
+            targets.append(app_state.changes(obj, diverged, namespace))
     return LayerPlan(
         NAME,
         tuple(targets),

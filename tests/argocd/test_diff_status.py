@@ -36,17 +36,40 @@ def test_diff_refreshes_waits_and_lists_changes(
     with pytest.raises(Exit) as caught:
         tasks.diff(ctx, app="caddy", json=True)
     assert caught.value.code == 2
-    document = json.loads(capsys.readouterr().out)
+    document = json.loads(capsys.readouterr().out)  # the shared plan model's document
     assert document == {
         "exit_code": 2,
-        "app": "caddy",
-        "sync": "OutOfSync",
-        "health": "Healthy",
-        "revision": "a" * 40,
-        "compared_at": "2026-11-26T05:00:10Z",
-        "out_of_sync": ["Deployment.apps/caddy/caddy"],
-        "to_prune": ["ConfigMap/caddy/caddy-old"],
-        "conditions": [],
+        "error": None,
+        "counts": {"create": 0, "update": 1, "delete": 1, "replace": 0, "run": 0},
+        "layers": [
+            {
+                "layer": "argocd",
+                "available": True,
+                "error": None,
+                "note": "caddy: OutOfSync, Healthy, compared at 2026-11-26T05:00:10Z",
+                "counts": {"create": 0, "update": 1, "delete": 1, "replace": 0, "run": 0},
+                "targets": [
+                    {
+                        "target": "caddy",
+                        "counts": {"create": 0, "update": 1, "delete": 1, "replace": 0, "run": 0},
+                        "changes": [
+                            {
+                                "action": "update",
+                                "resource": "Deployment.apps/caddy/caddy",
+                                "diff": "",
+                                "detail": "out of sync",
+                            },
+                            {
+                                "action": "delete",
+                                "resource": "ConfigMap/caddy/caddy-old",
+                                "diff": "",
+                                "detail": "would be pruned (needs --prune)",
+                            },
+                        ],
+                    }
+                ],
+            }
+        ],
     }
     assert fake.patches("caddy") == [REFRESH]
     assert "argocd.argoproj.io/refresh" not in fake.get("caddy")["metadata"].get("annotations", {})  # type: ignore[index]
@@ -143,6 +166,7 @@ def test_status_json_rows(ctx: Context, fake: FakeArgo, gitrepo: GitRepo, capsys
         "operation": "",
         "auto_sync": False,
         "conditions": [],
+        "diverged": [],
     }
     assert _row(rows, "miniflux")["operation"] == "Failed"
     assert _row(rows, "miniflux")["conditions"] == [{"type": "SyncError", "message": "Failed sync attempt"}]
