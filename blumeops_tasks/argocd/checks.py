@@ -95,7 +95,9 @@ def _render_check(shared: RepoRender, name: str, kube_version: str) -> Callable[
             return failed(
                 "; ".join(checked.problems), f"fix the objects to match the Kubernetes {kube_version} schemas"
             )
-        detail = f"{len(result.objects)} objects ({result.tool}) valid for Kubernetes {kube_version}"
+        count = len(result.objects) - checked.skipped
+        total = f"{count} of {len(result.objects)}" if checked.skipped else str(count)
+        detail = f"{total} objects ({result.tool}) valid for Kubernetes {kube_version}"
         if checked.by_crd:
             detail += f", {checked.by_crd} against a CRD in the repo"
         if checked.unchecked:

@@ -38,6 +38,7 @@ NETWORK_MARKERS = (
     "i/o timeout",
     "connection refused",
     "tls handshake timeout",
+    "couldn't connect to server",
 )
 _KLOG_PREFIX = re.compile(r"^[EWIF]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] ", re.MULTILINE)
 
@@ -155,8 +156,8 @@ def render_app(c: Context, app: LocalApp, repo: Path, repo_url: str) -> Rendered
     sources = app.sources
     if len(sources) > 1 or any(is_helm(s, repo) for s in sources):
         if not shell.which("helm"):
-            kind = "multi-source" if len(sources) > 1 else "Helm"
-            return Rendered(skip=f"{kind} source {NOT_OFFLINE} (helm is not installed)")
+            kind = "a multi-source app" if len(sources) > 1 else "a Helm source"
+            return Rendered(skip=f"{kind}: {NOT_OFFLINE} (helm is not installed)")
         return helm(c, app, repo, repo_url)
     if not sources:
         return Rendered(skip="no source to render")

@@ -109,6 +109,7 @@ class Validation:
     problems: tuple[str, ...]
     unchecked: tuple[str, ...]  # "Kind (apiVersion)" with no schema and no CRD in the repo
     by_crd: int
+    skipped: int = 0  # objects of the unchecked kinds
 
 
 def _error_line(label: str, error: Any) -> str:
@@ -122,7 +123,7 @@ def validate(objects: Iterable[Mapping[str, Any]], kube_version: str, crds: CrdI
 
     problems: list[str] = []
     unchecked: list[str] = []
-    by_crd = 0
+    by_crd = skipped = 0
     for obj in objects:
         label = object_name(obj)
         api_version, kind = str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")
@@ -141,6 +142,7 @@ def validate(objects: Iterable[Mapping[str, Any]], kube_version: str, crds: CrdI
         if validator is None:
             schema_json = crds.lookup(api_version, kind)
             if schema_json is None:
+                skipped += 1
                 note = f"{kind} ({api_version})"
                 if note not in unchecked:
                     unchecked.append(note)
@@ -154,4 +156,4 @@ def validate(objects: Iterable[Mapping[str, Any]], kube_version: str, crds: CrdI
         error = best_match(validator.iter_errors(data))
         if error is not None:
             problems.append(_error_line(label, error))
-    return Validation(tuple(problems), tuple(unchecked), by_crd)
+    return Validation(tuple(problems), tuple(unchecked), by_crd, skipped)

@@ -432,3 +432,74 @@ def test_success_is_journaled_with_the_summary(ctx: Context, fake: FakeArgo, git
     )
     run_sync(ctx)
     assert journal(tmp_path)[-1]["message"] == f"Synced and Healthy at {gitrepo.head()[:8]}"
+
+
+# --- the live Application against git, the deployed revision, the timeout (issue 11) -------------
+
+
+def feature_branch_caddy() -> dict[str, Any]:
+    app = out_of_sync_caddy()
+    app["spec"]["source"]["targetRevision"] = "feature-x"
+    return app
+
+
+def test_diverged_live_app_is_refused_and_nothing_patched(ctx: Context, fake: FakeArgo) -> None:
+    fake.put(feature_branch_caddy())
+    with pytest.raises(Exit) as caught:
+        run_sync(ctx)
+    assert caught.value.code == 1
+    message = str(caught.value.message)
+    assert "live targetRevision 'feature-x', git says 'main'" in message
+    assert "--allow-diverged" in message
+    assert "inv argocd.sync --app=blumeops" in message
+    assert fake.patches("caddy") == []
+    assert fake.seen_operations == []
+
+
+def test_allow_diverged_checks_the_live_branch_commit_and_journals_the_override(
+    ctx: Context, fake: FakeArgo, gitrepo: GitRepo, tmp_path: Path
+) -> None:
+    gitrepo.git("checkout", "-q", "-b", "feature-x")
+    feature = gitrepo.commit_file("argocd/manifests/caddy/NOTES", "try\n", "feature")
+    gitrepo.git("push", "-q", "origin", "feature-x")
+    gitrepo.git("checkout", "-q", "main")
+    fake.put(feature_branch_caddy())
+    fake.scripts["caddy"] = Script(
+        on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]},
+        on_operation=[RUNNING, succeeded(feature, "Healthy")],
+    )
+    run_sync(ctx, allow_diverged=True)
+    entry = journal(tmp_path)[-1]
+    assert entry["result"] == "succeeded"
+    assert "--allow-diverged: live targetRevision 'feature-x', git says 'main'" in entry["message"]
+    assert entry["message"].endswith(f"Synced and Healthy at {feature[:8]}")
+
+
+def test_a_sync_that_deployed_another_revision_is_not_a_success(
+    ctx: Context, fake: FakeArgo, gitrepo: GitRepo, tmp_path: Path
+) -> None:
+    fake.put(out_of_sync_caddy())
+    fake.scripts["caddy"] = Script(
+        on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]},
+        on_operation=[RUNNING, succeeded("e" * 40, "Healthy")],  # e.g. the live app read another branch
+    )
+    with pytest.raises(Exit) as caught:
+        run_sync(ctx)
+    assert caught.value.code == 1
+    assert f"ArgoCD reports eeeeeeeeeeee deployed, not {gitrepo.head()[:12]} as asked" in str(caught.value.message)
+    entry = journal(tmp_path)[-1]
+    assert entry["result"] == "failed"
+    assert "succeeded" not in entry["result"]
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf"])
+def test_timeout_that_is_not_a_positive_finite_number_stops_before_anything(
+    ctx: Context, fake: FakeArgo, tmp_path: Path, value: str
+) -> None:
+    fake.put(out_of_sync_caddy())
+    with pytest.raises(Exit) as caught:
+        run_sync(ctx, timeout=value)
+    assert caught.value.code == 1
+    assert caught.value.message == f"--timeout must be a positive number of seconds, not {value!r}."
+    assert fake.requests() == []
+    assert journal(tmp_path) == []
