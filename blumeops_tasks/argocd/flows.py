@@ -448,6 +448,9 @@ def run_sync(
             console.confirm(f"{what.capitalize()} {name}{pinned}?", yes=yes, action=f"{what} {name}")
             user = str(cfg(c, "username") or "") or f"{getpass.getuser()}@blumeops"
             latest = _guard(api.get, name) or obj
+            changed = app_state.divergence(latest, local.sources, str(cfg(c, "repo_url")))
+            if changed and not allow_diverged:  # edited while the operator read the plan
+                console.fail(f"{name}: the live Application changed meanwhile ({'; '.join(changed)}); nothing synced.")
             request_sync(
                 api,
                 name,

@@ -201,11 +201,9 @@ def helm_argv(
     app: LocalApp, source: Mapping[str, Any], repo: Path, refs: Mapping[str, Path], scratch: Path
 ) -> list[str]:
     """`helm template` for one chart source, as ArgoCD would run it (release, namespace, values)."""
-    spec = app.doc.get("spec") or {}
-    helm_cfg = source.get("helm") if isinstance(source.get("helm"), Mapping) else {}
-    assert isinstance(helm_cfg, Mapping)
+    helm_cfg: Mapping[str, Any] = source["helm"] if isinstance(source.get("helm"), Mapping) else {}
     release = str(helm_cfg.get("releaseName") or app.name)
-    namespace = str(((spec.get("destination") or {}) if isinstance(spec, Mapping) else {}).get("namespace") or "")
+    namespace = str(((app.doc.get("spec") or {}).get("destination") or {}).get("namespace") or "")
     argv = ["helm", "template", release]
     if source.get("chart"):
         argv += [str(source["chart"]), "--repo", str(source.get("repoURL") or "")]
@@ -240,15 +238,12 @@ def helm(c: Context, app: LocalApp, repo: Path, repo_url: str) -> Rendered:
     objects: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="blumeops-helm-") as scratch:
         for source in app.sources:
-            if source.get("ref") and not source.get("path") and not source.get("chart"):
-                continue
             if not is_helm(source, repo):
-                if source.get("path"):
-                    directory = repo / str(source["path"])
-                    if find_kustomization(directory) is not None:
-                        objects.extend(kustomize(c, directory))
-                    else:
-                        objects.extend(_plain_directory(directory, False))
+                if source.get("path"):  # a `ref:`-only source renders nothing
+                    part = directory_source(c, source, repo)
+                    if part.skip:
+                        return part
+                    objects.extend(part.objects)
                 continue
             argv = helm_argv(app, source, repo, refs, Path(scratch))
             try:
