@@ -344,7 +344,3 @@ def progress_line(app: Mapping[str, Any]) -> str:
     phase = v.phase or ("Requested" if v.operation_pending else "-")
     line = f"{v.name}: phase {phase}, sync {v.sync_status}, health {v.health}"
     return f"{line} - {v.phase_message}" if v.phase_message else line
-
-
-def condition_lines(conditions: Sequence[tuple[str, str]]) -> list[str]:
-    return [f"{t}: {m}" for t, m in conditions]

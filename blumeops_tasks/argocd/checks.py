@@ -256,7 +256,10 @@ def preflight_checks(c: Context) -> list[CheckSpec]:
 def plan(c: Context) -> LayerPlan:
     from blumeops_tasks.argocd import app_state, apps, client
 
-    local = apps.load(repo_root(c), str(_cfg(c, "dir")))
+    try:
+        local = apps.load(repo_root(c), str(_cfg(c, "dir")))
+    except apps.ManifestError as exc:
+        return LayerPlan(NAME, error=f"{exc}; fix the manifest (inv check --layer=argocd shows every problem)")
     try:
         with client.ArgoApi(flows.target(c)) as api:
             live = {str((o.get("metadata") or {}).get("name")): o for o in api.list()}

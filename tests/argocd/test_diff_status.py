@@ -328,3 +328,16 @@ def test_diff_json_error_is_one_document(ctx: Context, fake: FakeArgo, capsys: p
     document = json.loads(capsys.readouterr().out)
     assert document["exit_code"] == 1
     assert "403 Forbidden" in document["error"]
+
+
+def test_layer_plan_shows_a_diverged_application(ctx: Context, fake: FakeArgo) -> None:
+    source = {
+        "repoURL": "https://forge.ops.eblu.me/eblume/blumeops.git",
+        "path": "argocd/manifests/caddy",
+        "targetRevision": "feature-x",
+    }
+    fake.put(application("caddy", source=source))
+    caddy = next(t for t in layer.plan(ctx).targets if t.target == "caddy")
+    assert [(c.action, c.resource, c.detail) for c in caddy.changes] == [
+        ("update", "Application/argocd/caddy", "live targetRevision 'feature-x', git says 'main'")
+    ]
