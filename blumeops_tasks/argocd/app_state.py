@@ -6,7 +6,7 @@ and the verdict on a running sync. No I/O here: the tasks gather objects and cal
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -145,9 +145,13 @@ def out_of_sync(app: Mapping[str, Any]) -> list[Resource]:
     return [r for r in resources(app) if r.status == "OutOfSync" or r.requires_pruning]
 
 
-def changes(app: Mapping[str, Any]) -> TargetPlan:
-    """The app's pending changes in the shared plan model."""
+def changes(app: Mapping[str, Any], diverged: Sequence[str] = (), namespace: str = "argocd") -> TargetPlan:
+    """The app's pending changes in the shared plan model; a live spec that differs from git is
+    itself a change (the Application is updated when its parent app syncs)."""
+    name = _s(_get(app, "metadata", "name"))
     found: list[Change] = []
+    if diverged:
+        found.append(Change("update", f"Application/{namespace}/{name}", detail="; ".join(diverged)))
     for res in out_of_sync(app):
         if res.requires_pruning:
             found.append(Change("delete", res.ref, detail="would be pruned (needs --prune)"))
@@ -155,22 +159,7 @@ def changes(app: Mapping[str, Any]) -> TargetPlan:
             found.append(Change("create", res.ref, detail="missing in the cluster"))
         else:
             found.append(Change("update", res.ref, detail="out of sync"))
-    return TargetPlan(_s(_get(app, "metadata", "name")), tuple(found))
-
-
-def diff_document(app: Mapping[str, Any]) -> dict[str, Any]:
-    v = view(app)
-    items = out_of_sync(app)
-    return {
-        "app": v.name,
-        "sync": v.sync_status,
-        "health": v.health,
-        "revision": v.sync_revision,
-        "compared_at": v.reconciled_at,
-        "out_of_sync": [r.ref for r in items if not r.requires_pruning],
-        "to_prune": [r.ref for r in items if r.requires_pruning],
-        "conditions": [{"type": t, "message": m} for t, m in v.conditions],
-    }
+    return TargetPlan(name, tuple(found))
 
 
 def blocking_conditions(app: Mapping[str, Any]) -> list[str]:
@@ -186,13 +175,69 @@ def refresh_patch(hard: bool = False) -> dict[str, Any]:
     return {"metadata": {"annotations": {REFRESH_ANNOTATION: "hard" if hard else "normal"}}}
 
 
-def refresh_done(app: Mapping[str, Any], reconciled_before: str) -> bool:
-    """The controller removed the annotation and moved reconciledAt forward."""
+def refresh_done(app: Mapping[str, Any], stale_versions: Iterable[str]) -> bool:
+    """The controller has answered the refresh: the annotation is gone in a resourceVersion newer
+    than the ones seen before and at the request (reconciledAt has whole-second precision, so a
+    refresh finished within the same second does not move it)."""
     annotations = _get(app, "metadata", "annotations") or {}
     if REFRESH_ANNOTATION in annotations:
         return False
-    after = _s(_get(app, "status", "reconciledAt"))
-    return bool(after) and after != reconciled_before
+    version = _s(_get(app, "metadata", "resourceVersion"))
+    return bool(version) and version not in set(stale_versions)
+
+
+# --- the live spec against git ----------------------------------------------------------------
+
+SOURCE_FIELDS = ("repoURL", "targetRevision", "path", "chart")
+
+
+def live_sources(app: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    spec = app.get("spec") or {}
+    many = spec.get("sources") if isinstance(spec, Mapping) else None
+    if isinstance(many, list) and many:
+        return [s for s in many if isinstance(s, Mapping)]
+    one = _get(spec, "source")
+    return [one] if isinstance(one, Mapping) else []
+
+
+def _field(source: Mapping[str, Any], key: str) -> str:
+    from blumeops_tasks.argocd.revisions import repo_key
+
+    value = _s(source.get(key)).strip()
+    if key == "repoURL":
+        return repo_key(value)
+    if key == "targetRevision":
+        return value or "HEAD"  # ArgoCD's default
+    return value.rstrip("/")
+
+
+def divergence(app: Mapping[str, Any], git_sources: Sequence[Mapping[str, Any]], repo_url: str) -> list[str]:
+    """How the live Application's sources differ from the committed manifest (empty: they agree).
+
+    repoURL (the configured repo_url for a git source), targetRevision, path and chart are compared
+    source by source."""
+    live = live_sources(app)
+    if len(live) != len(git_sources):
+        return [f"live has {len(live)} source(s), git has {len(git_sources)}"]
+    found: list[str] = []
+    for index, (have, want) in enumerate(zip(live, git_sources, strict=True)):
+        label = f"source {index + 1} " if len(live) > 1 else ""
+        # A git source must be the configured repo (what inv check holds the manifests to).
+        expected = want if want.get("chart") else {**want, "repoURL": repo_url}
+        for key in SOURCE_FIELDS:
+            if _field(have, key) != _field(expected, key):
+                found.append(f"live {label}{key} {_s(have.get(key))!r}, git says {_s(expected.get(key))!r}")
+    return found
+
+
+def deployed_revisions(app: Mapping[str, Any]) -> list[str]:
+    """The revision(s) the last operation deployed (syncResult), else the compared one (sync)."""
+    result = _get(app, "status", "operationState", "syncResult") or {}
+    found = [_s(result.get("revision"))] if result.get("revision") else []
+    found += [_s(r) for r in result.get("revisions") or [] if r]
+    if not found:
+        found = [_s(_get(app, "status", "sync", "revision"))] if _get(app, "status", "sync", "revision") else []
+    return found
 
 
 # --- sync -----------------------------------------------------------------------------------
@@ -299,7 +344,3 @@ def progress_line(app: Mapping[str, Any]) -> str:
     phase = v.phase or ("Requested" if v.operation_pending else "-")
     line = f"{v.name}: phase {phase}, sync {v.sync_status}, health {v.health}"
     return f"{line} - {v.phase_message}" if v.phase_message else line
-
-
-def condition_lines(conditions: Sequence[tuple[str, str]]) -> list[str]:
-    return [f"{t}: {m}" for t, m in conditions]

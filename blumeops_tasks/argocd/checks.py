@@ -12,9 +12,9 @@ from typing import Any
 from invoke.context import Context
 
 from blumeops_tasks.argocd import flows
-from blumeops_tasks.config import repo_root, setting
+from blumeops_tasks.config import lint_strict, repo_root, setting
 from blumeops_tasks.plan import Change, LayerPlan, TargetPlan
-from blumeops_tasks.preflight import CheckSpec, Outcome, failed, ok, warn
+from blumeops_tasks.preflight import CheckSpec, Outcome, failed, house_rule, ok, skipped, warn
 
 NAME = "argocd"
 
@@ -26,29 +26,98 @@ def _cfg(c: Context, key: str) -> Any:
 # --- offline checks -------------------------------------------------------------------------
 
 
-def _app_check(problems: list[str], detail: str) -> Callable[[], Outcome]:
+def _findings_check(findings: Any, detail: str, strict: bool) -> Callable[[], Outcome]:
     def run() -> Outcome:
-        if problems:
-            return failed("; ".join(problems), "fix the Application manifest as described")
+        if findings.failures:
+            return failed("; ".join(findings.failures), "fix the Application manifest as described")
+        if findings.house:
+            return house_rule(strict, "; ".join(findings.house), "docs/argocd.md explains the house rules")
         return ok(detail)
 
     return run
 
 
-def _render_check(directory: Path, kube_version: str) -> Callable[[], Outcome]:
-    def run() -> Outcome:
-        from blumeops_tasks.argocd import kustomize
+class RepoRender:
+    """Every app rendered once, by the tools that own its files (for the CRD index and per-app checks).
+
+    The per-app checks run concurrently; the first to ask renders every app (each with its own
+    tool subprocess, in parallel), so a CRD in one app validates a custom resource in another.
+    """
+
+    def __init__(self, c: Context, local: list[Any], repo: Path) -> None:
+        self.c = c
+        self.local = local
+        self.repo = repo
+        self._lock = threading.Lock()
+        self._results: dict[str, Any] | None = None
+        self._crds: Any = None
+
+    def _render_one(self, app: Any) -> Any:
+        from blumeops_tasks.argocd import render
 
         try:
-            objects = kustomize.render(directory)
-        except kustomize.RenderError as exc:
-            return failed(str(exc), "fix the kustomization (docs/argocd.md lists the supported fields)")
-        if not objects:
-            return failed(f"{directory.name}: renders no objects", "list the manifests under resources:")
-        problems = kustomize.validate_objects(objects, kube_version)
-        if problems:
-            return failed("; ".join(problems), f"fix the objects to match the Kubernetes {kube_version} schemas")
-        return ok(f"{len(objects)} objects valid for Kubernetes {kube_version}")
+            return render.render_app(self.c, app, self.repo, str(_cfg(self.c, "repo_url")))
+        except render.RenderError as exc:
+            return exc
+
+    def results(self) -> tuple[dict[str, Any], Any]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from blumeops_tasks.argocd import render, schemas
+
+        with self._lock:
+            if self._results is None:
+                with ThreadPoolExecutor(max_workers=4) as pool:
+                    rendered = list(pool.map(self._render_one, self.local))
+                self._results = {app.name: r for app, r in zip(self.local, rendered, strict=True)}
+                self._crds = schemas.CrdIndex.from_objects(
+                    obj for r in rendered if isinstance(r, render.Rendered) for obj in r.objects
+                )
+            return self._results, self._crds
+
+
+def _render_check(shared: RepoRender, name: str, kube_version: str) -> Callable[[], Outcome]:
+    def run() -> Outcome:
+        from blumeops_tasks.argocd import render, schemas
+
+        results, crds = shared.results()
+        result = results[name]
+        if isinstance(result, render.ToolMissing):
+            return failed(str(result), "install the tool it names")
+        if isinstance(result, render.RenderError):
+            return failed(f"{name}: {result}", "fix the source as the tool says")
+        if result.skip:
+            return skipped(f"{name}: {result.skip}")
+        if not result.objects:
+            return failed(f"{name}: renders no objects", "list the manifests it should deploy")
+        checked = schemas.validate(result.objects, kube_version, crds)
+        if checked.problems:
+            return failed(
+                "; ".join(checked.problems), f"fix the objects to match the Kubernetes {kube_version} schemas"
+            )
+        count = len(result.objects) - checked.skipped
+        total = f"{count} of {len(result.objects)}" if checked.skipped else str(count)
+        detail = f"{total} objects ({result.tool}) valid for Kubernetes {kube_version}"
+        if checked.by_crd:
+            detail += f", {checked.by_crd} against a CRD in the repo"
+        if checked.unchecked:
+            detail += f"; not validated (no schema, no CRD in the repo): {', '.join(checked.unchecked)}"
+        return ok(detail)
+
+    return run
+
+
+def _secrets_check(repo: Path, base: str) -> Callable[[], Outcome]:
+    def run() -> Outcome:
+        from blumeops_tasks.argocd import committed_secrets
+
+        files = committed_secrets.find(repo, base)
+        if files:
+            return failed(
+                f"a Secret with data/stringData is committed in {', '.join(files)}",
+                "remove it from git (and rotate the values); use an ExternalSecret or SealedSecret",
+            )
+        return ok(f"no Secret values under {base}/")
 
     return run
 
@@ -58,12 +127,14 @@ def offline_checks(c: Context) -> list[CheckSpec]:
 
     repo = repo_root(c)
     base = str(_cfg(c, "dir"))
+    strict = lint_strict(c)
     manifests_root = f"{base}/{apps.MANIFESTS_DIR}"
+    secrets = CheckSpec(NAME, "no committed secrets", _secrets_check(repo, base))
     try:
         local = apps.load(repo, base)
     except apps.ManifestError as exc:
         message = str(exc)
-        return [CheckSpec(NAME, "applications", lambda: failed(message, "fix the YAML"))]
+        return [CheckSpec(NAME, "applications", lambda: failed(message, "fix the YAML")), secrets]
     specs: list[CheckSpec] = []
     if not local:
         specs.append(CheckSpec(NAME, "applications", lambda: failed(f"no Applications under {base}/")))
@@ -77,14 +148,19 @@ def offline_checks(c: Context) -> list[CheckSpec]:
             manifests_root=manifests_root,
         )
         policy = "auto-sync" if app.automated else "manual sync"
-        detail = f"{app.path} @ {app.target_revision}, {policy}"
-        specs.append(CheckSpec(NAME, f"app {app.name}", _app_check(found, detail)))
+        what = f"{len(app.sources)} sources" if app.multi_source else f"{app.path or app.source.get('chart')}"
+        detail = f"{what} @ {app.target_revision}, {policy}"
+        specs.append(CheckSpec(NAME, f"app {app.name}", _findings_check(found, detail, strict)))
     pairing = apps.pairing_problems(local, repo, manifests_root)
-    specs.append(CheckSpec(NAME, "apps and manifests pair up", _app_check(pairing, "every directory has an app")))
+    specs.append(
+        CheckSpec(NAME, "apps and manifests pair up", _findings_check(pairing, "every directory has an app", strict))
+    )
+    specs.append(secrets)
     kube_version = str(_cfg(c, "kube_version"))
-    mdir = repo / manifests_root
-    for directory in sorted(p for p in mdir.iterdir() if p.is_dir()) if mdir.is_dir() else []:
-        specs.append(CheckSpec(NAME, f"render {directory.name}", _render_check(directory, kube_version)))
+    children = [app for app in local if not app.root]
+    shared = RepoRender(c, children, repo)
+    for app in children:
+        specs.append(CheckSpec(NAME, f"render {app.name}", _render_check(shared, app.name, kube_version)))
     return specs
 
 
@@ -180,7 +256,10 @@ def preflight_checks(c: Context) -> list[CheckSpec]:
 def plan(c: Context) -> LayerPlan:
     from blumeops_tasks.argocd import app_state, apps, client
 
-    local = apps.load(repo_root(c), str(_cfg(c, "dir")))
+    try:
+        local = apps.load(repo_root(c), str(_cfg(c, "dir")))
+    except apps.ManifestError as exc:
+        return LayerPlan(NAME, error=f"{exc}; fix the manifest (inv check --layer=argocd shows every problem)")
     try:
         with client.ArgoApi(flows.target(c)) as api:
             live = {str((o.get("metadata") or {}).get("name")): o for o in api.list()}
@@ -195,7 +274,8 @@ def plan(c: Context) -> LayerPlan:
             change = Change("create", f"Application/{namespace}/{app.name}", detail=f"not in the cluster; {how}")
             targets.append(TargetPlan(app.name, (change,)))
         else:
-            targets.append(app_state.changes(obj))
+            diverged = app_state.divergence(obj, app.sources, str(_cfg(c, "repo_url")))
+            targets.append(app_state.changes(obj, diverged, namespace))
     return LayerPlan(
         NAME,
         tuple(targets),

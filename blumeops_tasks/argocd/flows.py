@@ -11,7 +11,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 
 from blumeops_tasks import console
 from blumeops_tasks.argocd import app_state, apps
@@ -77,8 +76,11 @@ def _local_head(c: Context) -> str:
 # --- status ---------------------------------------------------------------------------------
 
 
-def status_rows(local: list[apps.LocalApp], live: list[Mapping[str, Any]], head: str) -> list[dict[str, Any]]:
-    """One row per app, local order first, then live apps git does not know."""
+def status_rows(
+    local: list[apps.LocalApp], live: list[Mapping[str, Any]], head: str, repo_url: str
+) -> list[dict[str, Any]]:
+    """One row per app, local order first, then live apps git does not know. A live spec that
+    differs from git (repoURL, targetRevision, path) is a `Diverged` condition."""
     by_name = {str((a.get("metadata") or {}).get("name")): a for a in live}
     rows: list[dict[str, Any]] = []
     for app in local:
@@ -95,12 +97,18 @@ def status_rows(local: list[apps.LocalApp], live: list[Mapping[str, Any]], head:
                     "operation": "",
                     "auto_sync": app.automated,
                     "conditions": [{"type": "NotInCluster", "message": "not in the cluster"}],
+                    "diverged": [],
                 }
             )
         else:
-            rows.append(app_state.status_row(app_state.view(obj), head))
+            row = app_state.status_row(app_state.view(obj), head)
+            row["diverged"] = app_state.divergence(obj, app.sources, repo_url)
+            if row["diverged"]:
+                row["conditions"].append({"type": "Diverged", "message": "; ".join(row["diverged"])})
+            rows.append(row)
     for name in sorted(by_name):
         row = app_state.status_row(app_state.view(by_name[name]), head)
+        row["diverged"] = []
         row["conditions"].append({"type": "NotInGit", "message": f"no argocd/apps/{name}.yaml"})
         rows.append(row)
     return rows
@@ -123,16 +131,20 @@ def live_app(api: ArgoApi, app: apps.LocalApp) -> dict[str, Any]:
 
 def refresh(api: ArgoApi, name: str, current: Mapping[str, Any], timeout: float) -> dict[str, Any]:
     """Ask ArgoCD to re-compare with git and wait (watching) until it has; returns the refreshed app."""
-    before = str((current.get("status") or {}).get("reconciledAt") or "")
-    _guard(api.patch, name, app_state.refresh_patch(), f"request a refresh of {name!r}")
+    stale = {_version(current)}
+    stale.add(_version(_guard(api.patch, name, app_state.refresh_patch(), f"request a refresh of {name!r}")))
     deadline = time.monotonic() + timeout
     for obj in _guard_iter(api.watch(name, deadline)):
-        if app_state.refresh_done(obj, before):
+        if app_state.refresh_done(obj, stale):
             return dict(obj)
     return console.fail(
         f"ArgoCD did not finish refreshing {name!r} within {timeout:g}s; check the application controller "
         f"(kubectl -n {api.target.namespace} logs deploy/argocd-application-controller) and retry."
     )
+
+
+def _version(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _guard_iter(iterator: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -142,14 +154,27 @@ def _guard_iter(iterator: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         console.fail(exc.message)
 
 
-def show_diff(obj: Mapping[str, Any]) -> LayerPlan:
+def diff_plan(obj: Mapping[str, Any], diverged: list[str], namespace: str) -> LayerPlan:
+    """The app's pending changes as the shared plan model (one target: the app)."""
+    v = app_state.view(obj)
+    note = f"{v.name}: {v.sync_status}, {v.health}, compared at {v.reconciled_at or 'unknown'}"
+    return LayerPlan(NAME, (app_state.changes(obj, diverged, namespace),), note=note)
+
+
+def show_diff(obj: Mapping[str, Any], namespace: str) -> LayerPlan:
     from blumeops_tasks import plan as plan_model
 
-    plan = LayerPlan(NAME, (app_state.changes(obj),))
+    plan = diff_plan(obj, [], namespace)
     plan_model.render([plan])
-    v = app_state.view(obj)
-    console.note(f"{v.name}: {v.sync_status}, {v.health}, compared at {v.reconciled_at or 'unknown'}")
     return plan
+
+
+def diverged_hint(c: Context, app: apps.LocalApp) -> str:
+    """How to put a diverged live Application back to what git says."""
+    if app.root:
+        return f"kubectl apply -f {app.file}"
+    root = next((a for a in local_apps(c) if a.root), None)
+    return f"inv argocd.sync --app={root.name}" if root else f"kubectl apply -f {app.file}"
 
 
 def _diff_blockers(obj: Mapping[str, Any], name: str) -> None:
@@ -161,8 +186,9 @@ def _diff_blockers(obj: Mapping[str, Any], name: str) -> None:
 # --- sync -----------------------------------------------------------------------------------
 
 
-def deploy_revision(c: Context, revision: str | None) -> str:
-    """The full SHA to deploy (given or HEAD), refused unless it is on the remote branch ArgoCD reads."""
+def deploy_revision(c: Context, revision: str | None) -> tuple[str, str]:
+    """The full SHA to deploy (given or HEAD), refused unless it is on the remote branch ArgoCD reads;
+    and that branch's tip (what ArgoCD resolves the branch to)."""
     from blumeops_tasks.argocd import revisions
 
     repo = repo_root(c)
@@ -186,7 +212,28 @@ def deploy_revision(c: Context, revision: str | None) -> str:
             )
     except revisions.RevisionError as exc:
         console.fail(str(exc))
-    return sha
+    return sha, tip
+
+
+def live_revision(c: Context, obj: Mapping[str, Any], name: str) -> str:
+    """The commit a diverged live Application's own targetRevision names on the configured remote."""
+    from blumeops_tasks.argocd import revisions
+
+    sources = app_state.live_sources(obj)
+    source = next((s for s in sources if s.get("path")), sources[0] if sources else {})
+    rev = str(source.get("targetRevision") or "HEAD")
+    url = str(source.get("repoURL") or "")
+    if len(rev) == app_state.FULL_SHA_LENGTH and all(ch in "0123456789abcdef" for ch in rev):
+        return rev
+    if not revisions.same_repo(url, str(cfg(c, "repo_url"))):
+        console.fail(
+            f"{name} reads {url!r}, not this repo, so which commit it deploys cannot be checked; "
+            f"pass --revision=SHA or put the Application back as git has it."
+        )
+    try:
+        return revisions.resolve_remote(c, repo_root(c), str(cfg(c, "remote")), rev)
+    except revisions.RevisionError as exc:
+        console.fail(f"{exc.args[0].rstrip('.')} (the live targetRevision of {name}); pass --revision=SHA.")
 
 
 def preflight_api(api: ArgoApi) -> None:
@@ -257,8 +304,9 @@ def wait_for_sync(api: ArgoApi, name: str, timeout: float, dry_run: bool) -> dic
     )
 
 
-def report(obj: Mapping[str, Any], name: str, dry_run: bool) -> str:
-    """Per-resource results, then the verdict: stops with exit 1 on failure, else returns the summary."""
+def report(obj: Mapping[str, Any], name: str, dry_run: bool, expected: str) -> str:
+    """Per-resource results, then the verdict: stops with exit 1 on failure or when ArgoCD deployed
+    another revision than the one asked for; else returns the summary."""
     rows = app_state.synced_resources(obj)
     if rows:
         console.table(
@@ -271,6 +319,13 @@ def report(obj: Mapping[str, Any], name: str, dry_run: bool) -> str:
     if outcome.verdict == "failed":
         failures = "; ".join(outcome.failures) or "no resource reported a message"
         console.fail(f"{name}: {outcome.summary}; failing resources: {failures}.")
+    deployed = app_state.deployed_revisions(obj)
+    if expected not in deployed:
+        got = ", ".join(r[:12] for r in deployed) or "no revision"
+        console.fail(
+            f"{name}: ArgoCD reports {got} {'compared' if dry_run else 'deployed'}, not {expected[:12]} as asked; "
+            f"someone changed the Application or pushed meanwhile: check inv argocd.status and sync again."
+        )
     console.out(f"{name}: {outcome.summary}", style="green")
     return outcome.summary
 
@@ -281,7 +336,7 @@ def run_status(c: Context, json: bool = False) -> None:
     with connect(c) as api, console.status("Reading Applications"):
         live = _guard(api.list)
     head = _local_head(c)
-    rows = status_rows(local, live, head)
+    rows = status_rows(local, live, head, str(cfg(c, "repo_url")))
     if json:
         console.print_json({"namespace": str(cfg(c, "namespace")), "head": head, "apps": rows})
         return
@@ -303,21 +358,34 @@ def run_status(c: Context, json: bool = False) -> None:
 
 
 def run_diff(c: Context, app: str | None = None, json: bool = False) -> None:
-    """Refresh one app, then list out-of-sync and to-be-pruned resources. Exit 0 none, 2 changes, 1 error."""
+    """Refresh one app, then list out-of-sync and to-be-pruned resources, and a live Application that
+    differs from git. Exit 0 none, 2 changes, 1 error (`--json`: the shared plan document)."""
+    from blumeops_tasks import plan as plan_model
+
     local = resolve_app(c, app)
     with connect(c) as api:
         current = live_app(api, local)
         with console.status(f"Refreshing {local.name}"):
             obj = refresh(api, local.name, current, float(cfg(c, "refresh_timeout")))
     _diff_blockers(obj, local.name)
-    document = app_state.diff_document(obj)
-    pending = bool(document["out_of_sync"] or document["to_prune"])
-    if json:
-        console.print_json({"exit_code": 2 if pending else 0, **document})
-    else:
-        show_diff(obj)
-    if pending:
-        raise Exit(code=2)
+    diverged = app_state.divergence(obj, local.sources, str(cfg(c, "repo_url")))
+    if diverged and not json:
+        console.note(f"{local.name}: the live Application differs from git; {diverged_hint(c, local)} puts it back")
+    plan_model.report([diff_plan(obj, diverged, str(cfg(c, "namespace")))], as_json=json)
+
+
+def parse_timeout(value: str | None, default: Any) -> float:
+    """A positive, finite number of seconds, or one sentence and exit 1."""
+    import math
+
+    text = value if value is not None else default
+    try:
+        seconds = float(text)
+    except (TypeError, ValueError):
+        console.fail(f"--timeout must be a number of seconds, not {text!r}.")
+    if not math.isfinite(seconds) or seconds <= 0:
+        console.fail(f"--timeout must be a positive number of seconds, not {text!r}.")
+    return seconds
 
 
 def run_sync(
@@ -329,23 +397,33 @@ def run_sync(
     revision: str | None = None,
     timeout: str | None = None,
     yes: bool = False,
+    allow_diverged: bool = False,
 ) -> None:
-    """Deploy an app: preflight, diff, confirm, sync, watch until Synced and Healthy. Exit 1 on failure."""
+    """Deploy an app: preflight, diff, confirm, sync, watch until Synced and Healthy, check the
+    deployed revision. Exit 1 on failure."""
+    wait = parse_timeout(timeout, cfg(c, "sync_timeout"))
     local = resolve_app(c, app)
     name = local.name
-    try:
-        wait = float(timeout if timeout is not None else cfg(c, "sync_timeout"))
-    except ValueError:
-        console.fail(f"--timeout must be a number of seconds, not {timeout!r}.")
-    sha = deploy_revision(c, revision)
+    sha, tip = deploy_revision(c, revision)
     with connect(c) as api:
         preflight_api(api)
         current = live_app(api, local)
         refuse_if_busy(current, name)
+        diverged = app_state.divergence(current, local.sources, str(cfg(c, "repo_url")))
+        override = ""
+        if diverged and not allow_diverged:
+            console.fail(
+                f"{name}: the live Application differs from git ({'; '.join(diverged)}), so a sync would not "
+                f"deploy what git says; put it back with {diverged_hint(c, local)}, or re-run with --allow-diverged."
+            )
+        if diverged:
+            override = f"--allow-diverged: {'; '.join(diverged)}"
+            console.note(f"{name}: {override}; deploying the live Application as it is")
+        expected = sha if revision else (live_revision(c, current, name) if diverged else tip)
         with console.status(f"Refreshing {name}"):
             obj = refresh(api, name, current, float(cfg(c, "refresh_timeout")))
         _diff_blockers(obj, name)
-        plan = show_diff(obj)
+        plan = show_diff(obj, str(cfg(c, "namespace")))
         to_prune = [r for r in app_state.out_of_sync(obj) if r.requires_pruning]
         if to_prune and not prune:
             console.note(f"{len(to_prune)} resource(s) would be pruned only with --prune; they stay as they are")
@@ -360,6 +438,7 @@ def run_sync(
         # The GitOps guard is absolute for argocd: ArgoCD deploys what is pushed, never the work tree.
         with applying(c, LAYER, task="argocd.sync", targets=[name], allow_dirty=False) as record:
             record.set_plan(plan)
+            record.note(override)
             if not plan.has_changes and not revision and view.sync_status == "Synced" and view.health == "Healthy":
                 record.mark("no-changes")  # journaled like the other layers' empty plans
                 console.out(
@@ -369,6 +448,9 @@ def run_sync(
             console.confirm(f"{what.capitalize()} {name}{pinned}?", yes=yes, action=f"{what} {name}")
             user = str(cfg(c, "username") or "") or f"{getpass.getuser()}@blumeops"
             latest = _guard(api.get, name) or obj
+            changed = app_state.divergence(latest, local.sources, str(cfg(c, "repo_url")))
+            if changed and not allow_diverged:  # edited while the operator read the plan
+                console.fail(f"{name}: the live Application changed meanwhile ({'; '.join(changed)}); nothing synced.")
             request_sync(
                 api,
                 name,
@@ -381,4 +463,5 @@ def run_sync(
             )
             console.out(f"{name}: {what} requested; watching")
             final = wait_for_sync(api, name, wait, dry_run)
-            record.note(report(final, name, dry_run))
+            summary = report(final, name, dry_run, expected)
+            record.note("; ".join(m for m in (override, summary) if m))

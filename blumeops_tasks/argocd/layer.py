@@ -1,8 +1,9 @@
 """The argocd layer: an app-of-apps in argocd/, driven through the Kubernetes API (no argocd binary).
 
 Offline checks: every Application is complete, points at the configured repo, an existing path and
-the main branch; every manifests directory renders (offline kustomize) and validates against the
-Kubernetes schemas; directories and Applications pair up. Preflight: kubeconfig, context, API
+the main branch; every app's source renders with the tool that owns it (`kubectl kustomize`, helm)
+and validates against the Kubernetes schemas or a CRD in the repo; no Secret values are committed;
+our own conventions (finalizer, layout) are house rules. Preflight: kubeconfig, context, API
 reachable, credentials accepted, Application CRD served. Plan: each app's out-of-sync resources
 as ArgoCD last compared them (`inv argocd.diff --app=NAME` refreshes first).
 """
@@ -37,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "kubeconfig": "",
     # The Application tree in this repo (root.yaml, apps/, manifests/).
     "dir": "argocd",
+    # The command that renders a kustomization directory (given as its last argument):
+    # kubectl's built-in kustomize, or "kustomize build" for those who pin kustomize (mise.toml).
+    "kustomize": "kubectl kustomize",
     # Kubernetes version whose schemas validate the rendered manifests offline.
     "kube_version": "1.33",
     # Seconds: each API request, waiting for a refresh, waiting for a sync.

@@ -45,6 +45,17 @@ def remote_tip(c: Context, repo: Path, remote: str, branch: str) -> str:
     return out.split()[0]
 
 
+def resolve_remote(c: Context, repo: Path, remote: str, revision: str) -> str:
+    """The commit a branch, tag or HEAD names on `remote` (git ls-remote; an annotated tag peeled)."""
+    code, out, err = _git(c, repo, f"ls-remote --exit-code {shlex.quote(remote)} {shlex.quote(revision)}")
+    lines = [line.split() for line in out.splitlines() if line.strip()]
+    if code != 0 or not lines:
+        reason = err.splitlines()[-1] if err else f"nothing named {revision!r} there"
+        raise RevisionError(f"Cannot resolve {revision!r} on remote {remote!r} ({reason}).")
+    peeled = [sha for sha, ref in lines if ref.endswith("^{}")]
+    return peeled[0] if peeled else lines[0][0]
+
+
 def ensure_pushed(c: Context, repo: Path, sha: str, remote: str, branch: str) -> str:
     """Refuse unless `sha` is on `remote`/`branch` (the branch ArgoCD reads). Returns the remote tip."""
     tip = remote_tip(c, repo, remote, branch)

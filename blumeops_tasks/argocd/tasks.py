@@ -24,7 +24,8 @@ def status(c: Context, json: bool = False) -> None:
 
 @task(help={"app": APP_HELP, "json": JSON_HELP})
 def diff(c: Context, app: str | None = None, json: bool = False) -> None:
-    """Refresh one app, then list out-of-sync and to-be-pruned resources. Exit 0 none, 2 changes, 1 error."""
+    """Refresh one app, list out-of-sync, to-be-pruned resources and a live spec that differs from git.
+    Exit 0 none, 2 changes, 1 error."""
     from blumeops_tasks.argocd import flows
 
     flows.run_diff(c, app=app, json=json)
@@ -36,8 +37,10 @@ def diff(c: Context, app: str | None = None, json: bool = False) -> None:
         "prune": "also delete resources that are no longer in git (default: keep them)",
         "dry_run": "ask ArgoCD for a dry-run sync (kubectl apply --dry-run on the controller); changes nothing",
         "revision": "deploy this commit (full or short SHA; must be pushed) instead of the branch tip",
-        "timeout": "seconds to wait for the sync to finish (default: blumeops.argocd.sync_timeout)",
+        "timeout": "seconds to wait for the sync to finish, a positive number (default: blumeops.argocd.sync_timeout)",
         "yes": "do not ask for confirmation (required without a terminal)",
+        "allow_diverged": "sync even though the live Application's repoURL, targetRevision or path differs from "
+        "git (journaled)",
     }
 )
 def sync(  # noqa: PLR0917  (invoke passes flags as parameters)
@@ -48,11 +51,21 @@ def sync(  # noqa: PLR0917  (invoke passes flags as parameters)
     revision: str | None = None,
     timeout: str | None = None,
     yes: bool = False,
+    allow_diverged: bool = False,
 ) -> None:
-    """Deploy an app: preflight, diff, confirm, sync, watch until Synced and Healthy. Exit 1 on failure."""
+    """Deploy an app: preflight, diff, confirm, sync, watch until Synced and Healthy at the commit asked for."""
     from blumeops_tasks.argocd import flows
 
-    flows.run_sync(c, app=app, prune=prune, dry_run=dry_run, revision=revision, timeout=timeout, yes=yes)
+    flows.run_sync(
+        c,
+        app=app,
+        prune=prune,
+        dry_run=dry_run,
+        revision=revision,
+        timeout=timeout,
+        yes=yes,
+        allow_diverged=allow_diverged,
+    )
 
 
 TASKS = (status, diff, sync)

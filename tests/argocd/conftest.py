@@ -59,6 +59,14 @@ class GitRepo:
         return self.head()
 
 
+@pytest.fixture(autouse=True)
+def fresh_json_state() -> None:
+    """Each test is its own process as far as `--json` goes: no document printed yet."""
+    from blumeops_tasks import console
+
+    console._json_printed.clear()
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeArgo]:
     server = FakeArgo()
@@ -76,7 +84,7 @@ def gitrepo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GitRepo:
     return GitRepo(tmp_path / "repo")
 
 
-def make_context(root: Path, state: Path, **argocd: Any) -> Context:
+def make_context(root: Path, state: Path, *, strict: bool = False, **argocd: Any) -> Context:
     settings: dict[str, Any] = {
         "root": str(root),
         "state_dir": str(state),
@@ -84,6 +92,7 @@ def make_context(root: Path, state: Path, **argocd: Any) -> Context:
         "env_file": ".env",
         "check_timeout": 60.0,
         "preflight_timeout": 10.0,
+        "lint": {"strict": strict},
         "argocd": {**copy.deepcopy(DEFAULTS), **argocd},
     }
     return Context(config=Config(overrides={"blumeops": settings}))

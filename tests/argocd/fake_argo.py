@@ -78,8 +78,13 @@ class ArgoEmulator(kmock.KubernetesEmulator):
         return await super()._handle(request)
 
 
-def application(name: str, **status: Any) -> dict[str, Any]:
-    """A live Application as ArgoCD stores it: Synced and Healthy unless `status` says otherwise."""
+REPO_URL = "https://forge.ops.eblu.me/eblume/blumeops.git"
+
+
+def application(name: str, *, source: dict[str, Any] | None = None, **status: Any) -> dict[str, Any]:
+    """A live Application as ArgoCD stores it, its source as git has it (argocd/manifests/<name>
+    on the configured repo's main) unless `source` says otherwise: Synced and Healthy unless
+    `status` says otherwise."""
     base_status: dict[str, Any] = {
         "sync": {"status": "Synced", "revision": "0" * 40},
         "health": {"status": "Healthy"},
@@ -93,7 +98,12 @@ def application(name: str, **status: Any) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": NAMESPACE, "resourceVersion": "1"},
         "spec": {
             "project": "default",
-            "source": {"repoURL": "x", "path": f"argocd/manifests/{name}", "targetRevision": "main"},
+            "source": source
+            or {
+                "repoURL": REPO_URL,
+                "path": "argocd/apps" if name == "blumeops" else f"argocd/manifests/{name}",
+                "targetRevision": "main",
+            },
             "destination": {"server": "https://kubernetes.default.svc", "namespace": name},
         },
         "status": base_status,
@@ -108,6 +118,8 @@ class Script:
     on_refresh: dict[str, Any] = field(default_factory=dict)
     on_operation: Sequence[dict[str, Any]] = ()
     answer_refresh: bool = True
+    # False: the refresh completes within the same second, so reconciledAt (whole seconds) stays put.
+    move_reconciled: bool = True
 
 
 class FakeArgo:
@@ -240,7 +252,9 @@ class FakeArgo:
                 script = self.scripts.get(name, Script())
                 annotations = (raw.get("metadata") or {}).get("annotations") or {}
                 if "argocd.argoproj.io/refresh" in annotations and script.answer_refresh:
-                    status = {**copy.deepcopy(script.on_refresh), "reconciledAt": self._now()}
+                    status = copy.deepcopy(script.on_refresh)
+                    if script.move_reconciled:
+                        status["reconciledAt"] = self._now()
                     await self._patch(
                         name,
                         {"metadata": {"annotations": {"argocd.argoproj.io/refresh": None}}, "status": status},

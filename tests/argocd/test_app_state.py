@@ -149,15 +149,59 @@ def test_changes_classify_update_create_delete() -> None:
     ]
 
 
-def test_refresh_done_needs_annotation_gone_and_new_reconcile() -> None:
+def test_refresh_done_is_the_annotation_gone_in_a_newer_resource_version() -> None:
     app = application("caddy", reconciledAt="2026-11-26T05:00:00Z")
+    app["metadata"]["resourceVersion"] = "7"
     app["metadata"]["annotations"] = {app_state.REFRESH_ANNOTATION: "normal"}
-    assert not app_state.refresh_done(app, "2026-11-26T05:00:00Z")
+    assert not app_state.refresh_done(app, {"6", "5"})  # still annotated
     del app["metadata"]["annotations"][app_state.REFRESH_ANNOTATION]
-    assert not app_state.refresh_done(app, "2026-11-26T05:00:00Z")
-    app["status"]["reconciledAt"] = "2026-11-26T05:00:05Z"
-    assert app_state.refresh_done(app, "2026-11-26T05:00:00Z")
+    assert not app_state.refresh_done(app, {"7", "6"})  # the version read before the request: stale
+    # Same reconciledAt (whole seconds), but the annotation is gone in a newer version: done.
+    assert app_state.refresh_done(app, {"6", "5"})
     assert app_state.refresh_patch() == {"metadata": {"annotations": {app_state.REFRESH_ANNOTATION: "normal"}}}
+
+
+URL = "https://forge.ops.eblu.me/eblume/blumeops.git"
+
+
+def test_divergence_names_each_field_against_git() -> None:
+    git = [{"repoURL": URL, "path": "argocd/manifests/caddy", "targetRevision": "main"}]
+    same = application(
+        "caddy",
+        source={"repoURL": URL.removesuffix(".git"), "path": "argocd/manifests/caddy/", "targetRevision": "main"},
+    )
+    assert app_state.divergence(same, git, URL) == []
+    moved = application(
+        "caddy",
+        source={
+            "repoURL": "https://github.com/x/fork.git",
+            "path": "argocd/manifests/other",
+            "targetRevision": "feature-x",
+        },
+    )
+    assert app_state.divergence(moved, git, URL) == [
+        f"live repoURL 'https://github.com/x/fork.git', git says '{URL}'",
+        "live targetRevision 'feature-x', git says 'main'",
+        "live path 'argocd/manifests/other', git says 'argocd/manifests/caddy'",
+    ]
+    # A manifest on another repo than the configured one: the live app is held to the configured repo.
+    assert app_state.divergence(same, [{**git[0], "repoURL": "https://elsewhere/r.git"}], URL) == []
+    multi = [
+        {"repoURL": "https://charts.example", "chart": "x", "targetRevision": "1.2.3"},
+        {"repoURL": URL, "targetRevision": "main", "ref": "values"},
+    ]
+    live_multi = application("caddy")
+    live_multi["spec"].pop("source")
+    live_multi["spec"]["sources"] = [{**multi[0], "targetRevision": "1.3.0"}, multi[1]]
+    assert app_state.divergence(live_multi, multi, URL) == ["live source 1 targetRevision '1.3.0', git says '1.2.3'"]
+    assert app_state.divergence(live_multi, git, URL) == ["live has 2 source(s), git has 1"]
+
+
+def test_deployed_revisions_prefer_the_sync_result() -> None:
+    assert app_state.deployed_revisions(done("Succeeded")) == [SHA]
+    multi = application("caddy", operationState={"syncResult": {"revisions": ["a" * 40, "b" * 40]}})
+    assert app_state.deployed_revisions(multi) == ["a" * 40, "b" * 40]
+    assert app_state.deployed_revisions(application("caddy")) == ["0" * 40]
 
 
 def test_busy_and_status_row() -> None:

@@ -36,17 +36,40 @@ def test_diff_refreshes_waits_and_lists_changes(
     with pytest.raises(Exit) as caught:
         tasks.diff(ctx, app="caddy", json=True)
     assert caught.value.code == 2
-    document = json.loads(capsys.readouterr().out)
+    document = json.loads(capsys.readouterr().out)  # the shared plan model's document
     assert document == {
         "exit_code": 2,
-        "app": "caddy",
-        "sync": "OutOfSync",
-        "health": "Healthy",
-        "revision": "a" * 40,
-        "compared_at": "2026-11-26T05:00:10Z",
-        "out_of_sync": ["Deployment.apps/caddy/caddy"],
-        "to_prune": ["ConfigMap/caddy/caddy-old"],
-        "conditions": [],
+        "error": None,
+        "counts": {"create": 0, "update": 1, "delete": 1, "replace": 0, "run": 0},
+        "layers": [
+            {
+                "layer": "argocd",
+                "available": True,
+                "error": None,
+                "note": "caddy: OutOfSync, Healthy, compared at 2026-11-26T05:00:10Z",
+                "counts": {"create": 0, "update": 1, "delete": 1, "replace": 0, "run": 0},
+                "targets": [
+                    {
+                        "target": "caddy",
+                        "counts": {"create": 0, "update": 1, "delete": 1, "replace": 0, "run": 0},
+                        "changes": [
+                            {
+                                "action": "update",
+                                "resource": "Deployment.apps/caddy/caddy",
+                                "diff": "",
+                                "detail": "out of sync",
+                            },
+                            {
+                                "action": "delete",
+                                "resource": "ConfigMap/caddy/caddy-old",
+                                "diff": "",
+                                "detail": "would be pruned (needs --prune)",
+                            },
+                        ],
+                    }
+                ],
+            }
+        ],
     }
     assert fake.patches("caddy") == [REFRESH]
     assert "argocd.argoproj.io/refresh" not in fake.get("caddy")["metadata"].get("annotations", {})  # type: ignore[index]
@@ -143,6 +166,7 @@ def test_status_json_rows(ctx: Context, fake: FakeArgo, gitrepo: GitRepo, capsys
         "operation": "",
         "auto_sync": False,
         "conditions": [],
+        "diverged": [],
     }
     assert _row(rows, "miniflux")["operation"] == "Failed"
     assert _row(rows, "miniflux")["conditions"] == [{"type": "SyncError", "message": "Failed sync attempt"}]
@@ -262,3 +286,58 @@ def test_watch_reopens_quiet_streams_until_the_deadline(ctx: Context, fake: Fake
     assert seen[-1] == "Degraded"
     watches = [r for r in fake.client_requests() if r[2].get("watch") == "true"]
     assert len(watches) >= 3  # re-opened after each quiet 0.3 s read timeout
+
+
+# --- issue 11: refresh completion, the live spec against git ---------------------------------------
+
+
+def test_refresh_finished_within_the_same_second_is_seen(ctx: Context, fake: FakeArgo) -> None:
+    import time
+
+    fake.put(application("caddy"))
+    fake.scripts["caddy"] = Script(move_reconciled=False)  # reconciledAt keeps its whole second
+    started = time.monotonic()
+    tasks.diff(ctx, app="caddy")  # refresh_timeout is 3 s: the old rule waited it out and failed
+    assert time.monotonic() - started < 2.5
+    assert fake.patches("caddy") == [REFRESH]
+
+
+def test_diff_and_status_name_a_live_app_that_differs_from_git(
+    ctx: Context, fake: FakeArgo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = {"repoURL": "https://github.com/x/fork.git", "path": "argocd/manifests/caddy", "targetRevision": "main"}
+    fake.put(application("caddy", source=source))
+    with pytest.raises(Exit) as caught:
+        tasks.diff(ctx, app="caddy", json=True)
+    assert caught.value.code == 2
+    changes = json.loads(capsys.readouterr().out)["layers"][0]["targets"][0]["changes"]
+    assert [(c["action"], c["resource"]) for c in changes] == [("update", "Application/argocd/caddy")]
+    assert "live repoURL 'https://github.com/x/fork.git'" in changes[0]["detail"]
+    tasks.status(ctx, json=True)
+    row = _row(json.loads(capsys.readouterr().out)["apps"], "caddy")
+    assert row["diverged"] == [
+        "live repoURL 'https://github.com/x/fork.git', git says 'https://forge.ops.eblu.me/eblume/blumeops.git'"
+    ]
+    assert row["conditions"][-1]["type"] == "Diverged"
+
+
+def test_diff_json_error_is_one_document(ctx: Context, fake: FakeArgo, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.respond("GET", 403, "forbidden")
+    with pytest.raises(Exit):
+        tasks.diff(ctx, app="caddy", json=True)
+    document = json.loads(capsys.readouterr().out)
+    assert document["exit_code"] == 1
+    assert "403 Forbidden" in document["error"]
+
+
+def test_layer_plan_shows_a_diverged_application(ctx: Context, fake: FakeArgo) -> None:
+    source = {
+        "repoURL": "https://forge.ops.eblu.me/eblume/blumeops.git",
+        "path": "argocd/manifests/caddy",
+        "targetRevision": "feature-x",
+    }
+    fake.put(application("caddy", source=source))
+    caddy = next(t for t in layer.plan(ctx).targets if t.target == "caddy")
+    assert [(c.action, c.resource, c.detail) for c in caddy.changes] == [
+        ("update", "Application/argocd/caddy", "live targetRevision 'feature-x', git says 'main'")
+    ]

@@ -51,7 +51,9 @@ RUNNING = {
 }
 
 
-def finished(phase: str, message: str, results: list[dict[str, Any]], **status: Any) -> dict[str, Any]:
+def finished(
+    phase: str, message: str, results: list[dict[str, Any]], revision: str = "f" * 40, **status: Any
+) -> dict[str, Any]:
     return {
         "operation": None,
         "status": {
@@ -60,19 +62,21 @@ def finished(phase: str, message: str, results: list[dict[str, Any]], **status: 
                 "message": message,
                 "startedAt": "2026-11-26T05:00:01Z",
                 "finishedAt": "NOW",
-                "syncResult": {"revision": "f" * 40, "resources": results},
+                "syncResult": {"revision": revision, "resources": results},
             },
             **status,
         },
     }
 
 
-def succeeded(health: str = "Progressing") -> dict[str, Any]:
+def succeeded(revision: str, health: str = "Progressing") -> dict[str, Any]:
+    """The operation finished at `revision` (what ArgoCD resolved the branch to)."""
     return finished(
         "Succeeded",
         "successfully synced (all tasks run)",
         [{**DEPLOY, "status": "Synced", "message": "deployment.apps/caddy configured"}],
-        sync={"status": "Synced", "revision": "f" * 40},
+        revision,
+        sync={"status": "Synced", "revision": revision},
         health={"status": health},
         resources=[{**DEPLOY, "status": "Synced"}, {**CONFIGMAP, "status": "Synced"}],
         reconciledAt="NOW",
@@ -94,12 +98,12 @@ def journal(tmp_path: Path) -> list[dict[str, Any]]:
 
 
 def test_running_then_succeeded_and_healthy(
-    ctx: Context, fake: FakeArgo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ctx: Context, fake: FakeArgo, gitrepo: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake.put(out_of_sync_caddy())
     fake.scripts["caddy"] = Script(
         on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}, {**CONFIGMAP, "status": "Synced"}]},
-        on_operation=[RUNNING, succeeded(), HEALTHY],
+        on_operation=[RUNNING, succeeded(gitrepo.head()), HEALTHY],
     )
     run_sync(ctx)
     # The refresh, then the operation with the resourceVersion read right before it.
@@ -120,7 +124,7 @@ def test_running_then_succeeded_and_healthy(
     assert "~ [argocd/caddy] update Deployment.apps/caddy/caddy (out of sync)" in out
     assert "caddy: phase Running, sync OutOfSync, health Healthy - one or more tasks are running" in out
     assert "deployment.apps/caddy configured" in out
-    assert out.rstrip().endswith("caddy: Synced and Healthy at ffffffff")
+    assert out.rstrip().endswith(f"caddy: Synced and Healthy at {gitrepo.head()[:8]}")
     entry = journal(tmp_path)[-1]
     assert (entry["task"], entry["targets"], entry["result"], entry["exit_code"]) == (
         "argocd.sync",
@@ -172,7 +176,7 @@ def test_error_phase_exits_1(ctx: Context, fake: FakeArgo) -> None:
     )
 
 
-def test_degraded_after_success_fails(ctx: Context, fake: FakeArgo) -> None:
+def test_degraded_after_success_fails(ctx: Context, fake: FakeArgo, gitrepo: GitRepo) -> None:
     fake.put(out_of_sync_caddy())
     degraded = {
         "status": {
@@ -183,7 +187,7 @@ def test_degraded_after_success_fails(ctx: Context, fake: FakeArgo) -> None:
     }
     fake.scripts["caddy"] = Script(
         on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]},
-        on_operation=[RUNNING, succeeded(), degraded],
+        on_operation=[RUNNING, succeeded(gitrepo.head()), degraded],
     )
     with pytest.raises(Exit) as caught:
         run_sync(ctx)
@@ -239,12 +243,12 @@ def test_operation_in_progress_is_refused_and_nothing_patched(
 
 
 def test_conflict_on_patch_rereads_and_retries(
-    ctx: Context, fake: FakeArgo, capsys: pytest.CaptureFixture[str]
+    ctx: Context, fake: FakeArgo, gitrepo: GitRepo, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake.put(out_of_sync_caddy())
     fake.scripts["caddy"] = Script(
         on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]},
-        on_operation=[RUNNING, succeeded("Healthy")],
+        on_operation=[RUNNING, succeeded(gitrepo.head(), "Healthy")],
     )
     fake.set_interlopers(1)
     run_sync(ctx)
@@ -336,7 +340,7 @@ def test_short_revision_is_expanded_and_dry_run_sets_dry_run(ctx: Context, fake:
         on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]},
         on_operation=[
             RUNNING,
-            finished("Succeeded", "successfully synced (dry run)", [{**DEPLOY, "status": "Synced"}]),
+            finished("Succeeded", "successfully synced (dry run)", [{**DEPLOY, "status": "Synced"}], gitrepo.head()),
         ],
     )
     head = gitrepo.head()
@@ -420,11 +424,82 @@ def test_remote_ahead_of_head_is_said(
     assert journal(tmp_path)[-1]["result"] == "refused"
 
 
-def test_success_is_journaled_with_the_summary(ctx: Context, fake: FakeArgo, tmp_path: Path) -> None:
+def test_success_is_journaled_with_the_summary(ctx: Context, fake: FakeArgo, gitrepo: GitRepo, tmp_path: Path) -> None:
     fake.put(out_of_sync_caddy())
     fake.scripts["caddy"] = Script(
         on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]},
-        on_operation=[RUNNING, succeeded("Healthy")],
+        on_operation=[RUNNING, succeeded(gitrepo.head(), "Healthy")],
     )
     run_sync(ctx)
-    assert journal(tmp_path)[-1]["message"] == "Synced and Healthy at ffffffff"
+    assert journal(tmp_path)[-1]["message"] == f"Synced and Healthy at {gitrepo.head()[:8]}"
+
+
+# --- the live Application against git, the deployed revision, the timeout (issue 11) -------------
+
+
+def feature_branch_caddy() -> dict[str, Any]:
+    app = out_of_sync_caddy()
+    app["spec"]["source"]["targetRevision"] = "feature-x"
+    return app
+
+
+def test_diverged_live_app_is_refused_and_nothing_patched(ctx: Context, fake: FakeArgo) -> None:
+    fake.put(feature_branch_caddy())
+    with pytest.raises(Exit) as caught:
+        run_sync(ctx)
+    assert caught.value.code == 1
+    message = str(caught.value.message)
+    assert "live targetRevision 'feature-x', git says 'main'" in message
+    assert "--allow-diverged" in message
+    assert "inv argocd.sync --app=blumeops" in message
+    assert fake.patches("caddy") == []
+    assert fake.seen_operations == []
+
+
+def test_allow_diverged_checks_the_live_branch_commit_and_journals_the_override(
+    ctx: Context, fake: FakeArgo, gitrepo: GitRepo, tmp_path: Path
+) -> None:
+    gitrepo.git("checkout", "-q", "-b", "feature-x")
+    feature = gitrepo.commit_file("argocd/manifests/caddy/NOTES", "try\n", "feature")
+    gitrepo.git("push", "-q", "origin", "feature-x")
+    gitrepo.git("checkout", "-q", "main")
+    fake.put(feature_branch_caddy())
+    fake.scripts["caddy"] = Script(
+        on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]},
+        on_operation=[RUNNING, succeeded(feature, "Healthy")],
+    )
+    run_sync(ctx, allow_diverged=True)
+    entry = journal(tmp_path)[-1]
+    assert entry["result"] == "succeeded"
+    assert "--allow-diverged: live targetRevision 'feature-x', git says 'main'" in entry["message"]
+    assert entry["message"].endswith(f"Synced and Healthy at {feature[:8]}")
+
+
+def test_a_sync_that_deployed_another_revision_is_not_a_success(
+    ctx: Context, fake: FakeArgo, gitrepo: GitRepo, tmp_path: Path
+) -> None:
+    fake.put(out_of_sync_caddy())
+    fake.scripts["caddy"] = Script(
+        on_refresh={"resources": [{**DEPLOY, "status": "OutOfSync"}]},
+        on_operation=[RUNNING, succeeded("e" * 40, "Healthy")],  # e.g. the live app read another branch
+    )
+    with pytest.raises(Exit) as caught:
+        run_sync(ctx)
+    assert caught.value.code == 1
+    assert f"ArgoCD reports eeeeeeeeeeee deployed, not {gitrepo.head()[:12]} as asked" in str(caught.value.message)
+    entry = journal(tmp_path)[-1]
+    assert entry["result"] == "failed"
+    assert "succeeded" not in entry["result"]
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf"])
+def test_timeout_that_is_not_a_positive_finite_number_stops_before_anything(
+    ctx: Context, fake: FakeArgo, tmp_path: Path, value: str
+) -> None:
+    fake.put(out_of_sync_caddy())
+    with pytest.raises(Exit) as caught:
+        run_sync(ctx, timeout=value)
+    assert caught.value.code == 1
+    assert caught.value.message == f"--timeout must be a positive number of seconds, not {value!r}."
+    assert fake.requests() == []
+    assert journal(tmp_path) == []
