@@ -44,7 +44,9 @@ def test_journal_location_is_config(repo: Repo, tmp_path: Path) -> None:
     elsewhere = tmp_path / "audit" / "applies.jsonl"
     with applying(repo.context(journal=str(elsewhere)), HOSTS, task="hosts.provision"):
         pass
-    assert len(elsewhere.read_text(encoding="utf-8").splitlines()) == 1
+    lines = [json.loads(line) for line in elsewhere.read_text(encoding="utf-8").splitlines()]
+    assert [line["result"] for line in lines] == ["started", "succeeded"]
+    assert lines[0]["apply_id"] == lines[1]["apply_id"]
     assert not (repo.state / "journal.jsonl").exists()
     with applying(repo.context(journal="sub/j.jsonl"), HOSTS, task="hosts.provision"):
         pass
