@@ -38,6 +38,7 @@ def diff(c: Context, app: str | None = None, json: bool = False) -> None:
         "revision": "deploy this commit (full or short SHA; must be pushed) instead of the branch tip",
         "timeout": "seconds to wait for the sync to finish (default: blumeops.argocd.sync_timeout)",
         "yes": "do not ask for confirmation (required without a terminal)",
+        "plan": "apply only if the preview's plan digest is this one (printed by every preview and `inv plan`)",
     }
 )
 def sync(  # noqa: PLR0917  (invoke passes flags as parameters)
@@ -48,9 +49,13 @@ def sync(  # noqa: PLR0917  (invoke passes flags as parameters)
     revision: str | None = None,
     timeout: str | None = None,
     yes: bool = False,
+    plan: str | None = None,
 ) -> None:
     """Deploy an app: preflight, diff, confirm, sync, watch until Synced and Healthy. Exit 1 on failure."""
     from blumeops_tasks.argocd import flows
+    from blumeops_tasks.gitops.session import expect_plan
+
+    expect_plan(c, plan)  # checked by the apply record when the diff's plan is set
 
     flows.run_sync(c, app=app, prune=prune, dry_run=dry_run, revision=revision, timeout=timeout, yes=yes)
 

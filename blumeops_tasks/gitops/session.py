@@ -134,9 +134,12 @@ class ApplyRecord:
         self._session: ApplySession | None = None
 
     def set_plan(self, plan: LayerPlan) -> None:
-        """Record the plan's change counts (create/update/delete/replace/run) and digest."""
+        """Record the plan's change counts (create/update/delete/replace/run) and digest; with
+        `--plan=DIGEST`, refuse (journaled as refused) a plan whose digest is another."""
         self.plan_counts = plan.counts()
         self.plan_digest = plan.digest()
+        if not plan.error:
+            self.check_digest(plan)
 
     def set_targets(self, targets: Iterable[str]) -> None:
         """Replace the targets (e.g. once the inventory has resolved a pattern to hosts)."""
@@ -182,11 +185,10 @@ class ApplyRecord:
         no-changes) when nothing would change, else confirm (default No). True: go on and apply."""
         from blumeops_tasks import plan as plan_model
 
-        self.set_plan(plan)
         plan_model.render([plan])
+        self.set_plan(plan)
         if plan.error:
             console.fail(f"Preview failed, nothing applied: {plan.error}.")
-        self.check_digest(plan)
         if not plan.has_changes:
             self.mark("no-changes")
             console.out(unchanged, style="green")
@@ -227,7 +229,7 @@ class ApplySession:
         self.allow_dirty = allow_dirty
         self.record = ApplyRecord(layer.name, task, targets)
         self.record.set_scope(tags=tags, limit=limit)
-        self.record.expected_digest = plan or None
+        self.record.expected_digest = plan or c.config.get("blumeops", {}).get("expected_plan") or None
         self.record._session = self  # the record's guard_paths delegates here
         self.paths = dict(paths or {})
         self.apply_id = uuid.uuid4().hex[:16]
@@ -579,6 +581,16 @@ def applying(  # keywords mirror ApplySession
         plan=plan,
         paths=paths,
     )
+
+
+PLAN_HELP = "apply only if the preview's plan digest is this one (from `inv plan` or a preview; a 12+ digit prefix)"
+
+
+def expect_plan(c: Context, digest: str | None) -> None:
+    """Hand a `--plan=DIGEST` to the next `applying(...)` on this Context, for an apply task whose
+    flow calls `applying` without a `plan` keyword."""
+    if digest:
+        c.config["blumeops"]["expected_plan"] = digest
 
 
 def journal_file(c: Context) -> Path:

@@ -40,9 +40,10 @@ def preview(c: Context, json: bool = False) -> None:
     help={
         "yes": "apply without asking (required when there is no terminal to ask on)",
         "allow_dirty": "apply even with uncommitted changes under pulumi/ (journaled as dirty)",
+        "plan": "apply only if the preview's plan digest is this one (printed by every preview and `inv plan`)",
     }
 )
-def up(c: Context, yes: bool = False, allow_dirty: bool = False) -> None:
+def up(c: Context, yes: bool = False, allow_dirty: bool = False, plan: str | None = None) -> None:
     """Apply the tailnet: guard, preview, confirm (default No), pulumi up, re-check."""
     from blumeops_tasks.gitops.session import applying
     from blumeops_tasks.tailnet import checks, pulumi_cli
@@ -50,12 +51,12 @@ def up(c: Context, yes: bool = False, allow_dirty: bool = False) -> None:
     from blumeops_tasks.tailnet.workflow import describe_counts, guard_or_fail, run_preview
 
     target = checks.target(c)
-    with applying(c, LAYER, task="tailnet.up", targets=[target.stack], allow_dirty=allow_dirty) as record:
+    with applying(c, LAYER, task="tailnet.up", targets=[target.stack], allow_dirty=allow_dirty, plan=plan) as record:
         guard_or_fail(c, "apply")
-        plan = run_preview(c, target)
-        counts = describe_counts(plan)
+        preview = run_preview(c, target)
+        counts = describe_counts(preview)
         if not record.review(
-            plan,
+            preview,
             question=f"Apply these changes ({counts}) to the tailnet (stack {target.stack})?",
             action=f"apply the tailnet stack {target.stack}",
             yes=yes,

@@ -436,7 +436,5 @@ def test_stale_messages_name_why_and_the_clearing_command(tmp_path: Path) -> Non
 def test_holder_file_is_removed_after_each_apply(repo: Repo) -> None:
     with applying(repo.context(), HOSTS, task="hosts.provision"):
         assert (repo.locks / "hosts.holder.json").exists()
-        assert os.getpid() == int(
-            __import__("json").loads((repo.locks / "hosts.holder.json").read_text())["pid"]
-        )
+        assert os.getpid() == int(__import__("json").loads((repo.locks / "hosts.holder.json").read_text())["pid"])
     assert not (repo.locks / "hosts.holder.json").exists()

@@ -167,7 +167,7 @@ def test_inv_history_pending_affected_end_to_end(repo: Repo, isolated_env: Path)
     # indri was applied, sifaka (in the inventory) never was: one host's run does not count for both
     targets = {t["target"]: (t["state"], t["commits"]) for t in items["hosts"]["targets"]}
     assert targets == {"indri": ("pending", 1), "sifaka": ("never-applied", 2)}
-    assert [c["sha"] for c in items["hosts"]["commits"]][0] == changed
+    assert items["hosts"]["commits"][0]["sha"] == changed
     human = run_inv("pending", "--layer=hosts", env=env)
     assert human.returncode == 2
     assert "caddy change" in human.stdout
