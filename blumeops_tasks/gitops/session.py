@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit, UnexpectedExit
@@ -52,6 +52,9 @@ from blumeops_tasks.gitops.lock import ApplyLock, Holder, LockRefused, default_l
 from blumeops_tasks.layer import Layer, owned_paths
 from blumeops_tasks.plan import LayerPlan
 from blumeops_tasks.redaction import redact
+
+if TYPE_CHECKING:
+    from blumeops_tasks.preflight import CheckSpec
 
 MARKS: frozenset[str] = frozenset({"no-changes"})
 EXIT_INTERRUPTED = 130
@@ -96,6 +99,41 @@ def lock_directory(c: Context, root: Path) -> Path:
 
         key = "clone-" + hashlib.sha256(str(root).encode()).hexdigest()[:16]
     return base / key
+
+
+def git_verdict(c: Context, layer: Layer) -> git_state.Verdict:
+    """The git-state guard's verdict for `layer` now: its files committed, HEAD pushed to the
+    configured remote branch."""
+    root = repo_root(c)
+    status = git_state.read_status(c, root)
+    upstream = git_state.upstream_ref(c, root) if status.upstream else None
+    return git_state.evaluate(
+        layer.name,
+        owned_paths(c, layer),
+        status,
+        upstream_ref=upstream,
+        expected_ref=git_state.expected_upstream(c, root),
+    )
+
+
+def git_check(c: Context, layer: Layer, *, allow_dirty: bool = False) -> CheckSpec:
+    """The git state (dirty, unpushed, wrong branch) as a preflight row, so it is shown with the
+    other preflight failures instead of after them: fail, or warn when `allow_dirty` will override it."""
+    from blumeops_tasks import preflight as runner
+
+    def run() -> runner.Outcome:
+        try:
+            verdict = git_verdict(c, layer)
+        except Exit as stop:
+            return runner.failed(str(stop.message or "cannot read the git state"), "run from a clone of the repo")
+        if verdict.clean:
+            return runner.ok("layer files committed; HEAD is on the configured remote branch")
+        what, fix = git_state.describe(verdict), "; ".join(verdict.fixes)
+        if allow_dirty and overridable(layer):
+            return runner.warn(f"{what} (overridden by --allow-dirty, journaled)", fix)
+        return runner.failed(what, fix)
+
+    return runner.CheckSpec(layer.name, "git state", run)
 
 
 class Refused(Exit):
@@ -259,7 +297,7 @@ class ApplySession:
         upstream = git_state.upstream_ref(self.c, root) if status.upstream else None
         verdict = git_state.evaluate(
             self.layer.name, owned_paths(self.c, self.layer), status, upstream_ref=upstream, expected_ref=expected
-        )
+        )  # what git_verdict computes, with the status kept for the path guard
         record = self.record
         record.commit = status.oid
         record.branch = status.branch
