@@ -280,6 +280,7 @@ class ApplySession:
         self._tracker: shell.Tracker | None = None
         self._groups_seen: list[int] = []
         self._killer: threading.Timer | None = None
+        self._exiting = False
         self._started = time.monotonic()
         self._time = now_iso()
         self._user = current_user()
@@ -418,6 +419,9 @@ class ApplySession:
         if self._signal is None:
             self._signal = signum
         groups = self._tracker.groups() if self._tracker else ()
+        if self._exiting:  # already stopping and journaling: never interrupt that, only hurry the tools
+            self._signal_groups([g for g in self._groups_seen if group_alive(g)], signal.SIGKILL)
+            return
         if groups:
             # The tool stops; invoke then returns its failed result and the layer's code ends the
             # block. A second signal, or a group still alive after STOP_GRACE, gets SIGKILL.
@@ -485,6 +489,7 @@ class ApplySession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._exiting = True
         signum = self._signal
         if isinstance(exc, Interrupted) and signum is None:
             signum = exc.signum
