@@ -193,6 +193,14 @@ def outside(root: Path, paths: Mapping[str, str | Path]) -> list[tuple[str, Path
     return found
 
 
+def env_paths(name: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The entries of a path-list environment variable (e.g. ANSIBLE_ROLES_PATH) the tool will
+    read, labelled for the path guard: {"ANSIBLE_ROLES_PATH[1]": "/x"}."""
+    value = (os.environ if environ is None else environ).get(name, "")
+    entries = [entry for entry in value.split(os.pathsep) if entry.strip()]
+    return {f"{name}[{index}]": entry for index, entry in enumerate(entries)}
+
+
 def inside(root: Path, paths: Mapping[str, str | Path]) -> list[str]:
     """The repo-relative form of each path that is inside `root` (a directory ends with "/")."""
     base = root.resolve()

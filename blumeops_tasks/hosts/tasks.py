@@ -66,6 +66,7 @@ def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
     plan: str | None = None,
 ) -> None:
     """Bring hosts in line with the repo: preflight, preview, confirm (default No), apply, summary."""
+    from blumeops_tasks.gitops.git_state import env_paths
     from blumeops_tasks.gitops.session import applying
     from blumeops_tasks.hosts import callback_parse
     from blumeops_tasks.hosts import workflow as wf
@@ -83,7 +84,12 @@ def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
         tags=tags,
         limit=limit,
         plan=plan,
-        paths={"inventory": p.inventory, "roles path": p.roles, "playbook": playbook},
+        paths={
+            "inventory": p.inventory,
+            "roles path": p.roles,
+            "playbook": playbook,
+            **env_paths("ANSIBLE_ROLES_PATH"),  # ansible reads these roles too
+        },
     ) as record:
         preview, _doc = wf.check_run(c, p, playbook, tags, limit)
         if not record.review(

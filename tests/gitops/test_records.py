@@ -332,3 +332,16 @@ def test_git_state_is_a_preflight_row(repo: Repo) -> None:
     assert overridden.status == "warn"
     (argocd,) = runner.run_checks([git_check(repo.context(), ARGOCD, allow_dirty=True)], 30)
     assert argocd.status == "fail"  # never overridable, but its own files are clean: the unpushed commit counts
+
+
+def test_a_roles_path_from_the_environment_outside_the_repo_is_refused(repo: Repo, tmp_path: Path) -> None:
+    from blumeops_tasks.gitops.git_state import env_paths
+
+    outside_roles = tmp_path / "roles-elsewhere"
+    outside_roles.mkdir()
+    environ = {"ANSIBLE_ROLES_PATH": f"{repo.root / 'roles'}:{outside_roles}"}
+    paths = env_paths("ANSIBLE_ROLES_PATH", environ)
+    assert list(paths.values()) == [str(repo.root / "roles"), str(outside_roles)]
+    with pytest.raises(Exit) as info, applying(repo.context(), HOSTS, task="hosts.provision", paths=paths):
+        pytest.fail("must not run")
+    assert f"ANSIBLE_ROLES_PATH[1] {outside_roles} outside the repository" in str(info.value.message)
