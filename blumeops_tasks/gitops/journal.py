@@ -57,6 +57,7 @@ FIELDS: tuple[str, ...] = (
     "dirty_files",
     "allow_dirty_override",
     "override_reason",
+    "paths",
     "plan_digest",
     "plan_counts",
     "result",
