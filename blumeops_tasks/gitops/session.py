@@ -16,7 +16,7 @@ On enter, in this order, before anything can change:
 3. a `started` journal line, fsynced: an apply that cannot journal refuses here, and a SIGKILL
    later still leaves this line as evidence;
 4. SIGINT, SIGTERM and SIGHUP handlers, and a `shell.Tracker`: every tool then runs in its own
-   process group, which a signal stops as a whole (SIGKILL after `STOP_GRACE` seconds), and
+   process group, which a signal stops as a whole (SIGKILL after `blumeops.stop_grace` seconds, default 10), and
    which the lock's holder file names while it runs.
 
 On exit: one journal line with the result - succeeded, no-changes (`record.mark("no-changes")`),
@@ -61,7 +61,7 @@ EXIT_INTERRUPTED = 130
 SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 DIRTY_FILES_JOURNALED = 20
-STOP_GRACE = 10.0  # seconds a signalled tool group gets before SIGKILL
+STOP_GRACE = 10.0  # seconds a signalled tool group gets before SIGKILL (blumeops.stop_grace)
 
 
 def now_iso() -> str:
@@ -281,6 +281,7 @@ class ApplySession:
         self._groups_seen: list[int] = []
         self._killer: threading.Timer | None = None
         self._exiting = False
+        self.stop_grace = float(c.config.get("blumeops", {}).get("stop_grace") or STOP_GRACE)
         self._started = time.monotonic()
         self._time = now_iso()
         self._user = current_user()
@@ -424,10 +425,10 @@ class ApplySession:
             return
         if groups:
             # The tool stops; invoke then returns its failed result and the layer's code ends the
-            # block. A second signal, or a group still alive after STOP_GRACE, gets SIGKILL.
+            # block. A second signal, or a group still alive after the grace, gets SIGKILL.
             self._signal_groups(groups, signal.SIGKILL if again else signum)
             if not again and self._killer is None:
-                self._killer = threading.Timer(STOP_GRACE, self._kill_groups)
+                self._killer = threading.Timer(self.stop_grace, self._kill_groups)
                 self._killer.daemon = True
                 self._killer.start()
             return
@@ -460,11 +461,11 @@ class ApplySession:
         self._signal_groups([g for g in self._groups_seen if group_alive(g)], signal.SIGKILL)
 
     def _stop_groups(self) -> list[int]:
-        """After a signal: wait for every tool group to end, SIGKILL after STOP_GRACE; the groups left."""
+        """After a signal: wait for every tool group to end, SIGKILL after the grace; the groups left."""
         alive = [g for g in dict.fromkeys(self._groups_seen) if group_alive(g)]
         if alive and self._signal is not None:
             self._signal_groups(alive, self._signal)
-        deadline = time.monotonic() + STOP_GRACE
+        deadline = time.monotonic() + self.stop_grace
         while alive and time.monotonic() < deadline:
             time.sleep(0.05)
             alive = [g for g in alive if group_alive(g)]

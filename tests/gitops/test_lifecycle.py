@@ -66,10 +66,11 @@ class Project:
             "state_dir": str(repo.state),
             "journal": "journal.jsonl",
             "lock_dir": str(repo.state.parent / "locks"),
+            "stop_grace": 1.0,
         }
         self.env = clean_environ(home, {"TEST_BLUMEOPS": json.dumps(settings), "PYTHONPATH": str(REPO), **GIT_IDENTITY})
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, tool: str = TOOL) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [
                 sys.executable,
@@ -78,7 +79,7 @@ class Project:
                 "-r",
                 str(self.dir),
                 "apply",
-                f"--cmd={TOOL.format(dir=self.pids)}",
+                f"--cmd={tool.format(dir=self.pids)}",
                 *args,
             ],
             cwd=self.dir,
@@ -148,6 +149,17 @@ def test_a_signal_stops_the_tool_group_and_is_journaled(project: Project, signum
     assert lines[1]["exit_code"] == code
     assert lines[0]["apply_id"] == lines[1]["apply_id"]
     assert not (project.repo.locks / "hosts.holder.json").exists()
+
+
+def test_a_tool_that_ignores_the_signal_is_killed_after_the_grace(project: Project) -> None:
+    proc = project.start(tool="trap '' INT TERM HUP; " + TOOL)  # ignored signals are inherited by the child
+    tool, grandchild = project.wait_for_tool(proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert gone(tool)
+    assert gone(grandchild)
+    assert project.repo.journal()[-1]["result"] == "interrupted"
 
 
 def test_a_killed_apply_leaves_its_started_line_and_unlock_waits_for_its_tool(project: Project) -> None:
