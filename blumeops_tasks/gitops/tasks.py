@@ -51,13 +51,14 @@ NO_END = "no end line: still running, or killed before it could write one (SIGKI
 
 
 def scope_summary(entry: Mapping[str, Any]) -> str:
-    """The targets, and what narrowed the run: "indri [tags caddy] [limit web*]"."""
+    """The targets, and what narrowed the run: "indri (tags caddy; limit web*)"."""
     text = ",".join(str(t) for t in entry.get("targets") or []) or "-"
+    narrowed = []
     if entry.get("tags"):
-        text += f" [tags {','.join(str(t) for t in entry['tags'])}]"
+        narrowed.append(f"tags {','.join(str(t) for t in entry['tags'])}")
     if entry.get("limit"):
-        text += f" [limit {entry['limit']}]"
-    return text
+        narrowed.append(f"limit {entry['limit']}")
+    return f"{text} ({'; '.join(narrowed)})" if narrowed else text
 
 
 def history_rows(entries: Sequence[Mapping[str, Any]]) -> list[list[str]]:
@@ -323,9 +324,12 @@ def _print_pending_detail(item: Mapping[str, Any]) -> None:
             console.out(f"  {commit['sha'][:12]} {commit['date'][:10]} {commit['author']}: {commit['subject']}")
         if len(commits) > SHOWN_COMMITS:
             console.out(f"  ... {len(commits) - SHOWN_COMMITS} more (--json lists all)")
-        if state == "pending":
-            since = str((item["last_apply"] or {}).get("commit"))[:12]
+        since = str((item["last_apply"] or {}).get("commit") or "")[:12]
+        if state == "pending" and since:
             console.out(f"  targets and commands: inv affected --since={since}")
+        never = [row["target"] for row in item.get("targets", []) if row["state"] == "never-applied"]
+        if never and state != "never-applied":
+            console.out(f"  never fully applied: {', '.join(never)} (`{item['apply']}`)")
     if item["uncommitted"]:
         shown = ", ".join(item["uncommitted"][:3])
         more = len(item["uncommitted"]) - 3

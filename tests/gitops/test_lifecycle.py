@@ -207,3 +207,18 @@ def test_an_apply_that_cannot_journal_refuses_before_acting(project: Project) ->
     assert "Traceback" not in err
     assert not (project.pids / "tool.pid").exists(), "the tool never started"
     assert not (project.repo.locks / "hosts.holder.json").exists()
+
+
+def test_history_shows_what_narrowed_a_run(project: Project) -> None:
+    proc = project.start("--tags=caddy,nosuchtag", tool="true")
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    shown = project.run("history")
+    assert shown.returncode == 0, shown.stderr
+    assert "indri (tags caddy,nosuchtag)" in shown.stdout
+    pending = project.run("pending", "--layer=hosts", "--json")
+    assert pending.returncode == 2  # a tagged run brings nothing fully in line
+    assert {t["target"]: t["state"] for t in json.loads(pending.stdout)["layers"][0]["targets"]} == {
+        "indri": "never-applied",
+        "sifaka": "never-applied",
+    }
