@@ -330,6 +330,13 @@ class ApplySession:
         except LockRefused as refused:
             self._journal("refused", 1, refused.message)
             console.fail(refused.message)
+        except OSError as error:
+            message = (
+                f"Cannot take the {self.layer.name} apply lock in {lock.directory} "
+                f"({error.strerror or error}); nothing was applied: make it writable or set blumeops.lock_dir."
+            )
+            self._journal("refused", 1, message)
+            console.fail(message)
         self._lock = lock
         try:
             self._append(self._entry("started", None, record.message))

@@ -133,3 +133,19 @@ def test_history_limit_reads_from_the_end_fast(tmp_path: Path) -> None:
     took = time.perf_counter() - started
     assert found.baseline("hosts", "sifaka") is not None
     assert took < 0.05, f"pending's scan took {took:.3f}s on 100k lines"
+
+
+def test_an_unwritable_state_directory_refuses_before_the_body(repo: Repo, tmp_path: Path) -> None:
+    import pytest
+    from invoke.exceptions import Exit
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    ran = []
+    context = repo.context(state_dir=str(blocker / "state"))
+    with pytest.raises(Exit) as info, applying(context, HOSTS, task="hosts.provision"):
+        ran.append(True)
+    assert info.value.code == 1
+    assert "Cannot write the apply journal" in str(info.value.message)
+    assert "nothing was applied" in str(info.value.message)
+    assert ran == []

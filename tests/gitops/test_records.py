@@ -345,3 +345,12 @@ def test_a_roles_path_from_the_environment_outside_the_repo_is_refused(repo: Rep
     with pytest.raises(Exit) as info, applying(repo.context(), HOSTS, task="hosts.provision", paths=paths):
         pytest.fail("must not run")
     assert f"ANSIBLE_ROLES_PATH[1] {outside_roles} outside the repository" in str(info.value.message)
+
+
+def test_an_unusable_lock_directory_refuses_in_one_sentence(repo: Repo, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x", encoding="utf-8")
+    with pytest.raises(Exit) as info, applying(repo.context(lock_dir=str(blocker)), HOSTS, task="hosts.provision"):
+        pytest.fail("must not run")
+    assert "Cannot take the hosts apply lock" in str(info.value.message)
+    assert repo.journal()[-1]["result"] == "refused"
