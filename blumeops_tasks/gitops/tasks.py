@@ -237,11 +237,11 @@ def pending_report(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
         bases = [row["last_apply"] for row in rows if row["last_apply"] and row["state"] != "unknown-commit"]
         unknown = [row["last_apply"] for row in rows if row["state"] == "unknown-commit"]
         never = any(state == "never-applied" for state in states)
-        oldest = None if never or not bases else _oldest(c, root, bases)
+        oldest = _oldest(c, root, bases) if bases else None
         if unknown:
             layer_commits: list[git_state.Commit] = []
         else:
-            layer_commits = since(lay.name, paths, None if never else str((oldest or {}).get("commit")))
+            layer_commits = since(lay.name, paths, None if never or oldest is None else str(oldest["commit"]))
         report.append(
             {
                 "layer": lay.name,
