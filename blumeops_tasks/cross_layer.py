@@ -28,8 +28,10 @@ def _run(c: Context, kind: str, layer: str | None, as_json: bool) -> None:
         timeout, title = float(setting(c, "check_timeout")), "Offline checks"
     else:
         from blumeops_tasks import onepassword
+        from blumeops_tasks.gitops.session import git_check
 
-        specs = [*onepassword.preflight_checks(c), *(spec for lay in selected for spec in lay.preflight_checks(c))]
+        layer_specs = [spec for lay in selected for spec in (git_check(c, lay), *lay.preflight_checks(c))]
+        specs = [*onepassword.preflight_checks(c), *layer_specs]
         timeout, title = float(setting(c, "preflight_timeout")), "Preflight"
     with console.status(f"{title}: {len(specs)} checks"):
         results = runner.run_checks(specs, default_timeout=timeout)

@@ -64,12 +64,29 @@ class LayerPlan:
     def counts(self) -> dict[str, int]:
         return count_actions(self.changes)
 
+    def digest(self) -> str:
+        """A stable fingerprint of what this plan would change: sha256 of its canonical content
+        (layer, targets, changes with their diffs), secrets redacted first, so it can be printed,
+        pasted into a review and given back to the apply as `--plan=DIGEST`."""
+        import hashlib
+        import json
+
+        from blumeops_tasks.redaction import redact_data
+
+        content = {
+            "layer": self.layer,
+            "targets": [{"target": t.target, "changes": [c.to_dict() for c in t.changes]} for t in self.targets],
+        }
+        canonical = json.dumps(redact_data(content), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "layer": self.layer,
             "available": self.available,
             "error": self.error,
             "note": self.note,
+            "digest": self.digest(),
             "counts": self.counts(),
             "targets": [
                 {
@@ -133,6 +150,26 @@ def render(plans: Sequence[LayerPlan]) -> None:
                     console.diff(change.diff)
         if plan.note and plan.available and not plan.error:
             console.note(f"{plan.layer}: {plan.note}")
+        if plan.available and not plan.error:
+            console.out(
+                f"{plan.layer} plan digest: {plan.digest()} (apply exactly this plan with --plan={short(plan)})"
+            )
+
+
+def short(plan: LayerPlan) -> str:
+    """The digest as typed on a command line: its first 16 hex digits (a prefix of the full digest)."""
+    return plan.digest().removeprefix("sha256:")[:16]
+
+
+def digest_matches(plan: LayerPlan, given: str) -> bool:
+    """Whether `given` (the full digest, with or without "sha256:", or a prefix of at least 12 hex
+    digits) names this plan's digest."""
+    wanted = given.strip().lower().removeprefix("sha256:")
+    full = plan.digest().removeprefix("sha256:")
+    return len(wanted) >= DIGEST_MIN_PREFIX and full.startswith(wanted)
+
+
+DIGEST_MIN_PREFIX = 12
 
 
 def report(plans: Sequence[LayerPlan], *, as_json: bool) -> None:

@@ -41,6 +41,7 @@ def diff(c: Context, app: str | None = None, json: bool = False) -> None:
         "yes": "do not ask for confirmation (required without a terminal)",
         "allow_diverged": "sync even though the live Application's repoURL, targetRevision or path differs from "
         "git (journaled)",
+        "plan": "apply only if the preview's plan digest is this one (printed by every preview and `inv plan`)",
     }
 )
 def sync(  # noqa: PLR0917  (invoke passes flags as parameters)
@@ -52,9 +53,13 @@ def sync(  # noqa: PLR0917  (invoke passes flags as parameters)
     timeout: str | None = None,
     yes: bool = False,
     allow_diverged: bool = False,
+    plan: str | None = None,
 ) -> None:
     """Deploy an app: preflight, diff, confirm, sync, watch until Synced and Healthy at the commit asked for."""
     from blumeops_tasks.argocd import flows
+    from blumeops_tasks.gitops.session import expect_plan
+
+    expect_plan(c, plan)  # checked by the apply record when the diff's plan is set
 
     flows.run_sync(
         c,

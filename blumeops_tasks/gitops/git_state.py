@@ -6,8 +6,9 @@ format) and return plain data; the readers run git through the invoke Context.
 
 from __future__ import annotations
 
+import os
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,10 +142,35 @@ def _commits(n: int) -> str:
     return f"{n} commit" if n == 1 else f"{n} commits"
 
 
-def evaluate(layer: str, paths: Sequence[str], status: GitStatus) -> Verdict:
-    """Decide the guard for one layer: its own dirty files count, files elsewhere do not."""
+def upstream_mismatch(status: GitStatus, upstream_ref: str | None, expected_ref: str) -> tuple[str, str]:
+    """(what is wrong, fix) when HEAD's upstream is not the configured remote's branch: a local
+    branch as upstream, or a pushed feature branch, is not what the homelab deploys from."""
+    if status.branch is None or status.upstream is None or upstream_ref == expected_ref:
+        return "", ""
+    expected = expected_ref.removeprefix("refs/remotes/")
+    shown = (upstream_ref or status.upstream).removeprefix("refs/remotes/").removeprefix("refs/heads/")
+    kind = "the local branch " if (upstream_ref or "").startswith("refs/heads/") else ""
+    return (
+        f"branch {status.branch} tracks {kind}{shown}, not {expected} (the configured remote branch)",
+        f"merge it into {expected.partition('/')[2]} and push, then apply from there "
+        f"(or set blumeops.git.remote/blumeops.git.branch)",
+    )
+
+
+def evaluate(
+    layer: str,
+    paths: Sequence[str],
+    status: GitStatus,
+    *,
+    upstream_ref: str | None = None,
+    expected_ref: str | None = None,
+) -> Verdict:
+    """Decide the guard for one layer: its own dirty files count, files elsewhere do not; with
+    `expected_ref`, an upstream other than the configured remote branch is a problem too."""
     dirty = tuple(path for path in status.changed if path_in(path, paths))
     problem, fix = upstream_problem(status)
+    if not problem and expected_ref:
+        problem, fix = upstream_mismatch(status, upstream_ref, expected_ref)
     if dirty and (not problem or (status.ahead and not status.behind)):
         fix = "commit and push them"
     elif dirty and status.oid and status.branch and status.upstream is None:
@@ -152,6 +178,40 @@ def evaluate(layer: str, paths: Sequence[str], status: GitStatus) -> Verdict:
     elif dirty:
         fix = f"commit them, then {fix}"
     return Verdict(layer, dirty, problem, (fix,) if fix else ())
+
+
+def outside(root: Path, paths: Mapping[str, str | Path]) -> list[tuple[str, Path]]:
+    """(label, resolved path) for each path that is not inside the repository `root` (symlinks and
+    `..` resolved): git cannot vouch for what such a file holds."""
+    base = root.resolve()
+    found: list[tuple[str, Path]] = []
+    for label, value in paths.items():
+        path = Path(value).expanduser()
+        path = (path if path.is_absolute() else base / path).resolve()
+        if path != base and base not in path.parents:
+            found.append((label, path))
+    return found
+
+
+def env_paths(name: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The entries of a path-list environment variable (e.g. ANSIBLE_ROLES_PATH) the tool will
+    read, labelled for the path guard: {"ANSIBLE_ROLES_PATH[1]": "/x"}."""
+    value = (os.environ if environ is None else environ).get(name, "")
+    entries = [entry for entry in value.split(os.pathsep) if entry.strip()]
+    return {f"{name}[{index}]": entry for index, entry in enumerate(entries)}
+
+
+def inside(root: Path, paths: Mapping[str, str | Path]) -> list[str]:
+    """The repo-relative form of each path that is inside `root` (a directory ends with "/")."""
+    base = root.resolve()
+    found: list[str] = []
+    for value in paths.values():
+        path = Path(value).expanduser()
+        path = (path if path.is_absolute() else base / path).resolve()
+        if base in path.parents:
+            relative = path.relative_to(base).as_posix()
+            found.append(f"{relative}/" if path.is_dir() else relative)
+    return found
 
 
 def describe(verdict: Verdict) -> str:
@@ -264,3 +324,48 @@ def changed_since(c: Context, root: Path, base: str) -> list[str]:
         reason = (err.strip().splitlines() or ["git diff failed"])[-1]
         fail(f"Cannot list the files changed since {base[:12]} ({reason}).")
     return parse_names(out)
+
+
+def upstream_ref(c: Context, root: Path) -> str | None:
+    """The full ref HEAD's branch tracks (refs/remotes/origin/main, or refs/heads/x for a local one)."""
+    code, out, _err = git(c, root, "rev-parse --symbolic-full-name @{upstream}")
+    return out.strip() or None if code == 0 else None
+
+
+def expected_upstream(c: Context, root: Path) -> str:
+    """The configured remote branch applies come from: `blumeops.git.remote` (default origin) and
+    `blumeops.git.branch` (default: the remote's default branch as the clone knows it, else main)."""
+    settings = c.config.get("blumeops", {}).get("git") or {}
+    remote = str(settings.get("remote") or "origin")
+    branch = str(settings.get("branch") or "")
+    if not branch:
+        code, out, _err = git(c, root, f"symbolic-ref -q refs/remotes/{shlex.quote(remote)}/HEAD")
+        prefix = f"refs/remotes/{remote}/"
+        branch = out.strip().removeprefix(prefix) if code == 0 and out.strip().startswith(prefix) else "main"
+    return f"refs/remotes/{remote}/{branch}"
+
+
+def repo_key(c: Context, root: Path) -> str | None:
+    """What every clone of this repository shares: its root commit (the oldest, when there are
+    several); None before the first commit."""
+    code, out, _err = git(c, root, "rev-list --max-parents=0 HEAD")
+    roots = sorted(out.split()) if code == 0 else []
+    return roots[0] if roots else None
+
+
+def head_now(root: Path) -> str | None:
+    """HEAD's commit read directly (no Context: it runs between an apply's tool commands)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **GIT_ENV},
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None

@@ -1,14 +1,27 @@
-"""The apply journal: one JSON line per apply of any layer, appended, never rewritten.
+"""The apply journal: JSON lines, appended, never rewritten.
 
 Location: `blumeops.journal` (default `journal.jsonl`), relative to `blumeops.state_dir`
 (default `.blumeops/`, gitignored) unless absolute. Every string is redacted before it is
-written. Appends are serialised by a small lock beside the file so lines never interleave.
+written. Appends are serialised by a small lock beside the file so lines never interleave;
+each append starts on a fresh line (a truncated last line never swallows the next entry) and
+is flushed and fsynced before the apply goes on.
+
+An apply writes two lines sharing an `apply_id`: `started` before anything changes, then its
+end (succeeded, failed, ...). Readers merge them: an end replaces its started line, and a
+started line with no end stays as `started` - an apply still running, or one that was killed
+(SIGKILL, power loss) and never wrote its end.
+
+Reading never fails on content: a line that is not UTF-8 or not a JSON object is counted and
+skipped. `read_newest` reads from the end of the file backwards in blocks, so `history
+--limit` and `pending` cost what they show, not the journal's length.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,31 +30,50 @@ from invoke.context import Context
 from blumeops_tasks.config import state_dir
 from blumeops_tasks.redaction import redact_data
 
-# Results an entry can carry. "succeeded" and "no-changes" both mean the layer matches the
-# commit afterwards (what `pending` counts from); "refused" is an apply the guard or lock stopped.
+# Results an entry can carry. "succeeded" and "no-changes" both mean the targets match the
+# commit afterwards (what `pending` counts from); "refused" is an apply the guard or lock stopped;
+# "started" is the first line of every apply (alone: still running, or killed without an end).
 SUCCESS_RESULTS: frozenset[str] = frozenset({"succeeded", "no-changes"})
-RESULTS: tuple[str, ...] = ("succeeded", "no-changes", "failed", "declined", "interrupted", "refused")
+STARTED = "started"
+RESULTS: tuple[str, ...] = ("succeeded", "no-changes", "failed", "declined", "interrupted", "refused", STARTED)
 APPEND_TIMEOUT = 10.0
 DEFAULT_NAME = "journal.jsonl"
+BLOCK = 64 * 1024
 
 FIELDS: tuple[str, ...] = (
     "time",
+    "apply_id",
     "user",
     "machine",
     "layer",
     "task",
     "targets",
+    "tags",
+    "limit",
     "commit",
     "branch",
+    "upstream",
     "dirty",
     "dirty_files",
     "allow_dirty_override",
+    "override_reason",
+    "paths",
+    "plan_digest",
     "plan_counts",
     "result",
     "exit_code",
     "duration_s",
     "message",
 )
+
+
+class JournalError(Exception):
+    """The journal cannot be written; `message` is one sentence for the operator."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        self.message = f"Cannot write the apply journal {path} ({reason})"
+        super().__init__(self.message)
 
 
 def journal_path(c: Context) -> Path:
@@ -58,56 +90,230 @@ def encode(entry: Mapping[str, Any], environ: Mapping[str, str] | None = None) -
 
 
 def append(path: Path, entry: Mapping[str, Any]) -> None:
-    from filelock import FileLock
+    """Append one entry durably: on a fresh line, flushed and fsynced. Raises JournalError."""
+    from filelock import FileLock, Timeout
 
-    line = encode(entry)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        FileLock(str(path) + ".lock", timeout=APPEND_TIMEOUT, thread_local=False),
-        path.open("a", encoding="utf-8") as handle,
-    ):
-        handle.write(line)
-        handle.flush()
+    line = encode(entry).encode("utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=APPEND_TIMEOUT, thread_local=False):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # the last line was cut short: never glue onto it
+                written = 0
+                while written < len(line):
+                    written += os.write(fd, line[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except (OSError, Timeout) as error:
+        raise JournalError(path, error) from error
 
 
-def parse_lines(lines: Iterable[str]) -> tuple[list[dict[str, Any]], int]:
-    """Entries in file order, and how many lines were not valid JSON objects (skipped)."""
+def parse_line(raw: bytes | str) -> dict[str, Any] | None:
+    """One journal line as an entry, or None when it is not UTF-8 or not a JSON object."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        value = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def parse_lines(lines: Iterable[bytes | str]) -> tuple[list[dict[str, Any]], int]:
+    """Entries in file order, and how many non-blank lines were unreadable (skipped)."""
     entries: list[dict[str, Any]] = []
     bad = 0
     for line in lines:
         if not line.strip():
             continue
-        try:
-            value = json.loads(line)
-        except ValueError:
+        entry = parse_line(line)
+        if entry is None:
             bad += 1
-            continue
-        if isinstance(value, dict):
-            entries.append(value)
         else:
-            bad += 1
+            entries.append(entry)
     return entries, bad
 
 
+def reverse_lines(path: Path, block: int = BLOCK) -> Iterator[bytes]:
+    """The file's lines, last first, read backwards in blocks (never the whole file at once)."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        position = handle.seek(0, os.SEEK_END)
+        tail = b""
+        while position > 0:
+            step = min(block, position)
+            position -= step
+            handle.seek(position)
+            chunk = handle.read(step) + tail
+            lines = chunk.split(b"\n")
+            tail = lines.pop(0)  # maybe the end of a line that starts in an earlier block
+            yield from reversed(lines)
+        yield tail
+
+
+@dataclass
+class Scan:
+    """What a backward read found: merged entries newest first, and the unreadable lines skipped."""
+
+    entries: list[dict[str, Any]]
+    bad: int = 0
+
+
+def merge_newest(raw_lines: Iterable[bytes | str]) -> Iterator[dict[str, Any] | None]:
+    """Entries newest first from lines given newest first, a started line merged with its end:
+    an end line is yielded in place (it carries every field), its started line is dropped; a
+    started line with no end is yielded as it is. None for each unreadable line."""
+    ended: set[str] = set()
+    for raw in raw_lines:
+        if not raw.strip():
+            continue
+        entry = parse_line(raw)
+        if entry is None:
+            yield None
+            continue
+        apply_id = entry.get("apply_id")
+        if entry.get("result") == STARTED:
+            if apply_id and apply_id in ended:
+                ended.discard(str(apply_id))
+                continue
+        elif apply_id:
+            ended.add(str(apply_id))
+        yield entry
+
+
+def read_newest(path: Path, *, until: Callable[[list[dict[str, Any]]], bool] | None = None) -> Scan:
+    """Merged entries newest first, reading backwards until `until(entries)` says enough."""
+    scan = Scan([])
+    for entry in merge_newest(reverse_lines(path)):
+        if entry is None:
+            scan.bad += 1
+            continue
+        scan.entries.append(entry)
+        if until is not None and until(scan.entries):
+            break
+    return scan
+
+
 def read(path: Path) -> tuple[list[dict[str, Any]], int]:
-    if not path.is_file():
-        return [], 0
-    with path.open(encoding="utf-8") as handle:
-        return parse_lines(handle)
+    """Every merged entry in file order (oldest first), and the count of unreadable lines."""
+    scan = read_newest(path)
+    return list(reversed(scan.entries)), scan.bad
 
 
 def select(
     entries: Sequence[Mapping[str, Any]], layer: str | None = None, limit: int | None = None
 ) -> list[Mapping[str, Any]]:
-    """Newest first, optionally one layer, at most `limit` entries."""
+    """Newest first from entries in file order, optionally one layer, at most `limit` entries."""
     chosen = [entry for entry in reversed(entries) if layer is None or entry.get("layer") == layer]
     return chosen if limit is None or limit <= 0 else chosen[:limit]
 
 
+def newest(path: Path, layer: str | None = None, limit: int | None = None) -> Scan:
+    """`history`: the newest `limit` merged entries (0/None: all), optionally of one layer."""
+
+    def enough(entries: list[dict[str, Any]]) -> bool:
+        return bool(limit and limit > 0) and sum(1 for e in entries if _of(e, layer)) >= int(limit or 0)
+
+    scan = read_newest(path, until=enough)
+    scan.entries = [entry for entry in scan.entries if _of(entry, layer)]
+    if limit and limit > 0:
+        scan.entries = scan.entries[:limit]
+    return scan
+
+
+def _of(entry: Mapping[str, Any], layer: str | None) -> bool:
+    return layer is None or entry.get("layer") == layer
+
+
+def is_baseline(entry: Mapping[str, Any]) -> bool:
+    """Whether an entry leaves its targets matching its commit: a success that was not limited to
+    some tags (a tagged run changes only part of a target, so it is never a baseline) and that did
+    not apply uncommitted files."""
+    if entry.get("limit") and not entry.get("targets"):
+        return False  # limited to hosts it does not name: it vouches for nothing
+    if entry.get("dirty"):
+        return False  # it applied uncommitted files, not its commit
+    return entry.get("result") in SUCCESS_RESULTS and bool(entry.get("commit")) and not entry.get("tags")
+
+
+def covers(entry: Mapping[str, Any], target: str) -> bool:
+    """Whether a baseline entry covers a target: it names it, or names no target (the whole layer)."""
+    targets = entry.get("targets") or []
+    return not targets or target in targets
+
+
 def last_success(entries: Sequence[Mapping[str, Any]], layer: str) -> Mapping[str, Any] | None:
-    """The newest entry of `layer` whose result leaves the layer matching its commit."""
+    """The newest baseline entry of `layer` (entries in file order)."""
     for entry in reversed(entries):
-        if entry.get("layer") == layer and entry.get("result") in SUCCESS_RESULTS and entry.get("commit"):
+        if entry.get("layer") == layer and is_baseline(entry):
             found: Mapping[str, Any] = entry
             return found
     return None
+
+
+WHOLE_LAYER = "*"  # the target name of a layer that declares none (e.g. before any apply names one)
+
+
+class Baselines:
+    """Per layer and target, the newest baseline entry, fed entries newest first.
+
+    A baseline naming targets covers those; one naming none covers the whole layer. A target is
+    known when the repo declares it (`declared`) or any entry of its layer names it. `feed`
+    returns True once every known target of every layer has its baseline (older lines cannot
+    change the answer then), so `pending` stops reading there.
+    """
+
+    def __init__(self, declared: Mapping[str, Iterable[str]]) -> None:
+        self.known: dict[str, dict[str, None]] = {layer: dict.fromkeys(t) for layer, t in declared.items()}
+        self.named: dict[str, dict[str, tuple[int, Mapping[str, Any]]]] = {layer: {} for layer in declared}
+        self.whole: dict[str, tuple[int, Mapping[str, Any]] | None] = dict.fromkeys(declared)
+        self._seq = 0
+
+    def feed(self, entry: Mapping[str, Any]) -> bool:
+        layer = str(entry.get("layer"))
+        if layer in self.known:
+            self._seq += 1
+            targets = [str(t) for t in entry.get("targets") or []]
+            self.known[layer].update(dict.fromkeys(targets))
+            if is_baseline(entry):
+                if not targets and self.whole[layer] is None:
+                    self.whole[layer] = (self._seq, entry)
+                for target in targets:
+                    self.named[layer].setdefault(target, (self._seq, entry))
+        return self.complete()
+
+    def complete(self) -> bool:
+        for layer, known in self.known.items():
+            if self.whole[layer] is not None:
+                continue
+            if not known or any(target not in self.named[layer] for target in known):
+                return False
+        return True
+
+    def targets(self, layer: str) -> list[str]:
+        return sorted(self.known[layer]) or [WHOLE_LAYER]
+
+    def baseline(self, layer: str, target: str) -> Mapping[str, Any] | None:
+        """The newest entry that brought `target` in line with its commit (None: never)."""
+        options = [self.whole[layer], self.named[layer].get(target)]
+        found = [option for option in options if option is not None]
+        return min(found, key=lambda option: option[0])[1] if found else None
+
+
+def baselines(path: Path, declared: Mapping[str, Iterable[str]]) -> tuple[Baselines, int]:
+    """Read the journal from its end until every target of the `declared` layers has a baseline."""
+    found = Baselines(declared)
+    bad = 0
+    if not found.complete():
+        for entry in merge_newest(reverse_lines(path)):
+            if entry is None:
+                bad += 1
+            elif found.feed(entry):
+                break
+    return found, bad

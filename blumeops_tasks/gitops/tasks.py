@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from blumeops_tasks import console, layers
-from blumeops_tasks.config import repo_root, state_dir
+from blumeops_tasks.config import repo_root
 from blumeops_tasks.layer import owned_paths
 from blumeops_tasks.tasking import task
 
@@ -26,6 +27,7 @@ RESULT_STYLE = {
     "interrupted": "yellow",
     "declined": "dim",
     "refused": "magenta",
+    "started": "yellow",
 }
 
 
@@ -45,23 +47,43 @@ def git_summary(entry: Mapping[str, Any]) -> str:
     return "dirty" if entry.get("dirty") else "clean"
 
 
+NO_END = "no end line: still running, or killed before it could write one (SIGKILL, power loss)"
+
+
+def scope_summary(entry: Mapping[str, Any]) -> str:
+    """The targets, and what narrowed the run: "indri (tags caddy; limit web*)"."""
+    text = ",".join(str(t) for t in entry.get("targets") or []) or "-"
+    narrowed = []
+    if entry.get("tags"):
+        narrowed.append(f"tags {','.join(str(t) for t in entry['tags'])}")
+    if entry.get("limit"):
+        narrowed.append(f"limit {entry['limit']}")
+    return f"{text} ({'; '.join(narrowed)})" if narrowed else text
+
+
 def history_rows(entries: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     rows = []
     for entry in entries:
+        started = entry.get("result") == "started"
+        message = str(entry.get("message") or "")
+        if started:
+            message = "; ".join(m for m in (NO_END, message) if m)
+        elif entry.get("override_reason"):
+            message = "; ".join(m for m in (message, f"override: {entry['override_reason']}") if m)
         rows.append(
             [
                 str(entry.get("time", "")),
                 str(entry.get("layer", "")),
                 str(entry.get("task", "")),
-                ",".join(str(t) for t in entry.get("targets") or []) or "-",
+                scope_summary(entry),
                 str(entry.get("result", "")),
-                str(entry.get("exit_code", "")),
+                "-" if started else str(entry.get("exit_code", "")),
                 str(entry.get("commit") or "-")[:12],
                 git_summary(entry),
                 f"{entry.get('user', '?')}@{entry.get('machine', '?')}",
                 f"{float(entry.get('duration_s') or 0):.1f}s",
                 plan_summary(entry.get("plan_counts")),
-                str(entry.get("message") or ""),
+                message,
             ]
         )
     return rows
@@ -81,8 +103,8 @@ def history(c: Context, layer: str | None = None, limit: int = 20, json: bool = 
     from blumeops_tasks.gitops import journal
 
     path = journal.journal_path(c)
-    entries, bad = journal.read(path)
-    chosen = journal.select(entries, layer, limit)
+    scan = journal.newest(path, layer, limit)  # read from the end: costs what it shows
+    chosen, bad = scan.entries, scan.bad
     if json:
         console.print_json({"journal": str(path), "skipped_lines": bad, "entries": chosen})
         return
@@ -113,6 +135,18 @@ def pending_state(last: Mapping[str, Any] | None, known: bool, head: str | None,
     return "pending"
 
 
+def layer_state(states: Sequence[str]) -> str:
+    """A layer's state from its targets': unknown-commit wins, then pending (some target behind or
+    never applied while another was), never-applied (no target ever was), up-to-date."""
+    if "unknown-commit" in states:
+        return "unknown-commit"
+    if states and all(state == "never-applied" for state in states):
+        return "never-applied"
+    if any(state in {"pending", "never-applied"} for state in states):
+        return "pending"
+    return "up-to-date"
+
+
 def pending_exit_code(states: Sequence[str]) -> int:
     """0 every layer up to date, 2 something to apply, 1 a last-applied commit unknown here."""
     if "unknown-commit" in states:
@@ -125,36 +159,96 @@ def pending_exit_code(states: Sequence[str]) -> int:
 def _last_apply(entry: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if entry is None:
         return None
-    keys = ("time", "user", "machine", "task", "targets", "commit", "dirty", "allow_dirty_override", "result")
+    keys = (
+        "time",
+        "user",
+        "machine",
+        "task",
+        "targets",
+        "tags",
+        "limit",
+        "commit",
+        "dirty",
+        "allow_dirty_override",
+        "result",
+    )
     return {key: entry.get(key) for key in keys}
 
 
+def declared_targets(root: Path, name: str) -> list[str]:
+    """The targets the repo itself declares, read offline (no inventory plugin, no cluster): the
+    hosts of the inventory's `all` group, the Applications under argocd/. Journal entries add the
+    rest (e.g. the tailnet stack)."""
+    from blumeops_tasks.gitops import targets
+
+    if name == "hosts":
+        return list(targets.read_hosts_index(root).group_hosts.get("all", ()))
+    if name == "argocd":
+        return sorted(set(targets.read_argo_index(root).app_paths.values()))
+    return []
+
+
 def pending_report(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
+    """Per layer and per target (host, app, stack): the baseline apply and the commits touching
+    the layer's files since. A tagged run is never a baseline, a run for some hosts is one only for
+    those hosts, so a partial apply marks only what it touched."""
     from blumeops_tasks.gitops import git_state, journal
 
     root = repo_root(c)
-    entries, _bad = journal.read(journal.journal_path(c))
     status = git_state.read_status(c, root)
+    found, _bad = journal.baselines(
+        journal.journal_path(c), {lay.name: declared_targets(root, lay.name) for lay in selected}
+    )
+    resolved: dict[str, bool] = {}
+    logs: dict[tuple[str, str | None], list[git_state.Commit]] = {}
+
+    def known(commit: str) -> bool:
+        if commit not in resolved:
+            resolved[commit] = bool(git_state.resolve(c, root, commit))
+        return resolved[commit]
+
+    def since(name: str, paths: Sequence[str], commit: str | None) -> list[git_state.Commit]:
+        if status.oid is None:
+            return []
+        key = (name, commit)
+        if key not in logs:
+            logs[key] = git_state.log(c, root, f"{commit}..HEAD" if commit else "HEAD", paths)
+        return logs[key]
+
     report: list[dict[str, Any]] = []
     for lay in selected:
         paths = owned_paths(c, lay)
-        last = journal.last_success(entries, lay.name)
-        commit = str(last["commit"]) if last else None
-        known = bool(commit and git_state.resolve(c, root, commit))
-        if status.oid is None:
-            commits: list[git_state.Commit] = []
-        elif last is None:
-            commits = git_state.log(c, root, "HEAD", paths)
-        elif known:
-            commits = git_state.log(c, root, f"{commit}..HEAD", paths)
+        rows: list[dict[str, Any]] = []
+        for target in found.targets(lay.name):
+            last = found.baseline(lay.name, target)
+            commit = str(last["commit"]) if last else None
+            ok = bool(commit and known(commit))
+            commits = since(lay.name, paths, commit) if last is None or ok else []
+            rows.append(
+                {
+                    "target": target,
+                    "state": pending_state(last, ok, status.oid, len(commits)),
+                    "last_apply": _last_apply(last),
+                    "commits": len(commits),
+                }
+            )
+        states = [row["state"] for row in rows]
+        # The layer counts from its oldest baseline (all commits when some target never was applied).
+        bases = [row["last_apply"] for row in rows if row["last_apply"] and row["state"] != "unknown-commit"]
+        unknown = [row["last_apply"] for row in rows if row["state"] == "unknown-commit"]
+        never = any(state == "never-applied" for state in states)
+        oldest = _oldest(c, root, bases) if bases else None
+        if unknown:
+            layer_commits: list[git_state.Commit] = []
         else:
-            commits = []
+            layer_commits = since(lay.name, paths, None if never or oldest is None else str(oldest["commit"]))
         report.append(
             {
                 "layer": lay.name,
-                "state": pending_state(last, known, status.oid, len(commits)),
-                "last_apply": _last_apply(last),
-                "commits": [commit_.to_dict() for commit_ in commits],
+                "state": layer_state(states),
+                "last_apply": unknown[0] if unknown else oldest,
+                "commits": [commit_.to_dict() for commit_ in layer_commits],
+                "targets": rows,
                 "uncommitted": [p for p in status.changed if git_state.path_in(p, paths)],
                 "apply": f"inv {lay.apply_task}",
             }
@@ -162,16 +256,29 @@ def pending_report(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
     return {"head": status.oid, "branch": status.branch, "layers": report}
 
 
+def _oldest(c: Context, root: Path, bases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The baseline whose commit is an ancestor of the others (the earliest), else the first listed."""
+    from blumeops_tasks.gitops import git_state
+
+    commits = list(dict.fromkeys(str(base["commit"]) for base in bases))
+    oldest = commits[0]
+    for commit in commits[1:]:
+        code, _out, _err = git_state.git(c, root, f"merge-base --is-ancestor {commit} {oldest}")
+        if code == 0:
+            oldest = commit
+    return dict(next(base for base in bases if base["commit"] == oldest))
+
+
 def _describe_last(last: Mapping[str, Any] | None) -> str:
     if not last:
         return "never applied"
-    dirty = " (dirty)" if last.get("dirty") or last.get("allow_dirty_override") else ""
+    dirty = " (override)" if last.get("dirty") or last.get("allow_dirty_override") else ""
     return f"{str(last.get('commit'))[:12]}{dirty} {last.get('time')} by {last.get('user')}@{last.get('machine')}"
 
 
 @task(help={"layer": LAYER_HELP, "json": JSON_HELP})
 def pending(c: Context, layer: str | None = None, json: bool = False) -> None:
-    """Per layer, the commits touching its files since its last successful apply.
+    """Per target (host, app, stack), the commits touching its layer's files since it was last fully applied.
 
     Exit 0 every layer up to date, 2 something to apply (or never applied), 1 error.
     """
@@ -183,17 +290,17 @@ def pending(c: Context, layer: str | None = None, json: bool = False) -> None:
     else:
         rows = []
         for item in report["layers"]:
-            count = len(item["commits"])
-            rows.append(
-                [
-                    item["layer"],
-                    item["state"],
-                    _describe_last(item["last_apply"]),
-                    str(count) if item["state"] != "unknown-commit" else "?",
-                    str(len(item["uncommitted"])),
-                ]
-            )
-        console.table("Pending per layer", ["layer", "state", "last apply", "commits", "uncommitted"], rows)
+            for row in item["targets"]:
+                rows.append(
+                    [
+                        item["layer"],
+                        row["target"] if row["target"] != "*" else "(whole layer)",
+                        row["state"],
+                        _describe_last(row["last_apply"]),
+                        str(row["commits"]) if row["state"] != "unknown-commit" else "?",
+                    ]
+                )
+        console.table("Pending per target", ["layer", "target", "state", "last full apply", "commits"], rows)
         for item in report["layers"]:
             _print_pending_detail(item)
     code = pending_exit_code(states)
@@ -217,9 +324,12 @@ def _print_pending_detail(item: Mapping[str, Any]) -> None:
             console.out(f"  {commit['sha'][:12]} {commit['date'][:10]} {commit['author']}: {commit['subject']}")
         if len(commits) > SHOWN_COMMITS:
             console.out(f"  ... {len(commits) - SHOWN_COMMITS} more (--json lists all)")
-        if state == "pending":
-            since = str((item["last_apply"] or {}).get("commit"))[:12]
+        since = str((item["last_apply"] or {}).get("commit") or "")[:12]
+        if state == "pending" and since:
             console.out(f"  targets and commands: inv affected --since={since}")
+        never = [row["target"] for row in item.get("targets", []) if row["state"] == "never-applied"]
+        if never and state != "never-applied":
+            console.out(f"  never fully applied: {', '.join(never)} (`{item['apply']}`)")
     if item["uncommitted"]:
         shown = ", ".join(item["uncommitted"][:3])
         more = len(item["uncommitted"]) - 3
@@ -320,14 +430,17 @@ def affected(c: Context, since: str = "HEAD~1", json: bool = False) -> None:
 
 @task(help={"layer": "the layer whose stale apply lock to clear"})
 def unlock(c: Context, layer: str) -> None:
-    """Clear a stale apply lock left by a dead apply (refuses while a live apply holds it)."""
-    from blumeops_tasks.gitops.lock import clear_stale
+    """Clear a stale apply lock left by a dead apply (refuses while the apply or its tools still run)."""
+    from blumeops_tasks.gitops.lock import clear_stale, live_groups, orphans_message
+    from blumeops_tasks.gitops.session import current_machine, lock_directory
 
     (lay,) = layers.select(layer)
-    status, holder = clear_stale(state_dir(c), lay.name)
+    status, holder = clear_stale(lock_directory(c, repo_root(c)), lay.name, current_machine())
     if status == "busy":
         who = holder.describe() if holder else "another process"
         console.fail(f"The {lay.name} apply lock is held by a running apply ({who}); it is not stale, wait for it.")
+    if status == "orphans" and holder is not None:
+        console.fail(orphans_message(lay.name, holder, live_groups(holder, current_machine())))
     if status == "free":
         console.out(f"No stale {lay.name} apply lock: nothing to clear.")
         return

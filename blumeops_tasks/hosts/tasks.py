@@ -52,6 +52,7 @@ def preview(  # noqa: PLR0917  (invoke passes flags as parameters)
         **HELP_SELECTION,
         "yes": "apply without asking (required when there is no terminal)",
         "allow_dirty": "apply even when the layer's files are uncommitted or not pushed (journaled as dirty)",
+        "plan": "apply only if the preview's plan digest is this one (printed by every preview and `inv plan`)",
     }
 )
 def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
@@ -62,8 +63,10 @@ def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
     inventory: str | None = None,
     yes: bool = False,
     allow_dirty: bool = False,
+    plan: str | None = None,
 ) -> None:
     """Bring hosts in line with the repo: preflight, preview, confirm (default No), apply, summary."""
+    from blumeops_tasks.gitops.git_state import env_paths
     from blumeops_tasks.gitops.session import applying
     from blumeops_tasks.hosts import callback_parse
     from blumeops_tasks.hosts import workflow as wf
@@ -72,11 +75,26 @@ def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
     p, playbook = wf.selection(c, host, inventory)
     _inv, hosts = wf.preflight(c, p, playbook, tags, limit)
     what = host or "every host"
-    with applying(c, LAYER, task="hosts.provision", targets=hosts, allow_dirty=allow_dirty) as record:
-        plan, _doc = wf.check_run(c, p, playbook, tags, limit)
+    with applying(
+        c,
+        LAYER,
+        task="hosts.provision",
+        targets=hosts,
+        allow_dirty=allow_dirty,
+        tags=tags,
+        limit=limit,
+        plan=plan,
+        paths={
+            "inventory": p.inventory,
+            "roles path": p.roles,
+            "playbook": playbook,
+            **env_paths("ANSIBLE_ROLES_PATH"),  # ansible reads these roles too
+        },
+    ) as record:
+        preview, _doc = wf.check_run(c, p, playbook, tags, limit)
         if not record.review(
-            plan,
-            question=f"Apply {len(plan.changes)} changes to {', '.join(hosts)}?",
+            preview,
+            question=f"Apply {len(preview.changes)} changes to {', '.join(hosts)}?",
             action=f"provision {what}",
             yes=yes,
             unchanged=f"Nothing to change: {', '.join(hosts)} already in line with the repo.",

@@ -45,9 +45,10 @@ def preview(c: Context, json: bool = False) -> None:
     help={
         "yes": "apply without asking (required when there is no terminal to ask on)",
         "allow_dirty": "apply even with uncommitted changes in the program's directory (journaled as dirty)",
+        "plan": "apply only if the preview's plan digest is this one (printed by every preview and `inv plan`)",
     }
 )
-def up(c: Context, yes: bool = False, allow_dirty: bool = False) -> None:
+def up(c: Context, yes: bool = False, allow_dirty: bool = False, plan: str | None = None) -> None:
     """Apply the tailnet: guard, preview (saving Pulumi's plan), confirm (default No), pulumi up --plan, re-check."""
     from blumeops_tasks.gitops.session import applying
     from blumeops_tasks.tailnet import pulumi_cli
@@ -55,13 +56,13 @@ def up(c: Context, yes: bool = False, allow_dirty: bool = False) -> None:
     from blumeops_tasks.tailnet.workflow import describe_counts, guard_or_fail, run_preview, saved_plan_path
 
     target = stack_or_fail(c, "apply")
-    with applying(c, LAYER, task="tailnet.up", targets=[target.stack], allow_dirty=allow_dirty) as record:
+    with applying(c, LAYER, task="tailnet.up", targets=[target.stack], allow_dirty=allow_dirty, plan=plan) as record:
         guard_or_fail(c, "apply")
         saved = saved_plan_path(c, target.stack)
-        plan = run_preview(c, target, save_plan=saved)
-        counts = describe_counts(plan)
+        preview = run_preview(c, target, save_plan=saved)
+        counts = describe_counts(preview)
         if not record.review(
-            plan,
+            preview,
             question=f"Apply these changes ({counts}) to the tailnet (stack {target.stack})?",
             action=f"apply the tailnet stack {target.stack}",
             yes=yes,

@@ -115,10 +115,25 @@ class Repo:
         return make_context(self.root, self.state, **extra)
 
     def journal(self) -> list[dict[str, Any]]:
+        """One entry per apply, oldest first: the end line, or the started line of an apply with no end."""
+        from blumeops_tasks.gitops import journal
+
+        entries, bad = journal.read(self.state / "journal.jsonl")
+        assert bad == 0, f"{bad} unreadable journal line(s)"
+        return entries
+
+    def journal_lines(self) -> list[dict[str, Any]]:
+        """Every raw line of the journal, started lines included."""
         path = self.state / "journal.jsonl"
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+    @property
+    def locks(self) -> Path:
+        """The lock directory of this repository (every clone shares it)."""
+        root = self.git("rev-list", "--max-parents=0", "HEAD").split()
+        return self.state.parent / "locks" / sorted(root)[0]
 
     def journal_text(self) -> str:
         path = self.state / "journal.jsonl"
@@ -132,7 +147,12 @@ def _env() -> dict[str, str]:
 
 
 def make_context(root: Path, state: Path, **extra: Any) -> Context:
-    settings: dict[str, Any] = {"root": str(root), "state_dir": str(state), "journal": "journal.jsonl"}
+    settings: dict[str, Any] = {
+        "root": str(root),
+        "state_dir": str(state),
+        "journal": "journal.jsonl",
+        "lock_dir": str(state.parent / "locks"),
+    }
     settings.update({name: dict(paths) for name, paths in LAYER_PATHS.items()})
     settings.update(extra)
     return Context(config=Config(overrides={"blumeops": settings}))

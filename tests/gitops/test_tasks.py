@@ -9,7 +9,7 @@ import pytest
 from invoke.exceptions import Exit
 
 from blumeops_tasks import layers
-from blumeops_tasks.gitops.session import applying
+from blumeops_tasks.gitops.session import applying, lock_directory
 from blumeops_tasks.gitops.tasks import affected_report, pending_exit_code, pending_report
 from tests.conftest import clean_environ, run_inv
 from tests.gitops.helpers import GIT_IDENTITY, HOSTS, TAILNET, Repo
@@ -129,6 +129,7 @@ def inv_env(repo: Repo, home: Path) -> dict[str, str]:
         {
             "INVOKE_BLUMEOPS_ROOT": str(repo.root),
             "INVOKE_BLUMEOPS_STATE_DIR": str(repo.state),
+            "XDG_STATE_HOME": str(home / ".local" / "state"),
             **GIT_IDENTITY,
         },
     )
@@ -163,7 +164,10 @@ def test_inv_history_pending_affected_end_to_end(repo: Repo, isolated_env: Path)
     pending = run_inv("pending", "--json", env=env)
     assert pending.returncode == 2, pending.stderr
     items = {i["layer"]: i for i in json.loads(pending.stdout)["layers"]}
-    assert [c["sha"] for c in items["hosts"]["commits"]] == [changed]
+    # indri was applied, sifaka (in the inventory) never was: one host's run does not count for both
+    targets = {t["target"]: (t["state"], t["commits"]) for t in items["hosts"]["targets"]}
+    assert targets == {"indri": ("pending", 1), "sifaka": ("never-applied", 2)}
+    assert items["hosts"]["commits"][0]["sha"] == changed
     human = run_inv("pending", "--layer=hosts", env=env)
     assert human.returncode == 2
     assert "caddy change" in human.stdout
@@ -188,7 +192,8 @@ def test_inv_unlock_clears_only_stale_locks(repo: Repo, isolated_env: Path) -> N
     free = run_inv("unlock", "--layer=hosts", env=env)
     assert free.returncode == 0
     assert "nothing to clear" in free.stdout
-    locks = repo.state / "locks"
+    locks = lock_directory(repo.context(lock_dir=None), repo.root)  # where `inv` keeps them: under HOME
+    assert isolated_env in locks.parents
     locks.mkdir(parents=True)
     (locks / "hosts.holder.json").write_text(
         json.dumps({"user": "erich", "machine": "indri", "pid": 999999, "since": "T", "task": "hosts.provision"}),

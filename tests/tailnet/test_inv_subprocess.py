@@ -87,7 +87,10 @@ def calls(tmp_path: Path) -> list[dict[str, Any]]:
 
 
 def journal(tmp_path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for file in (tmp_path / "state").glob("*.jsonl") for line in file.read_text().splitlines()]
+    """The applies as the journal reader merges them (a `started` line and its end line are one apply)."""
+    from blumeops_tasks.gitops.journal import read
+
+    return [entry for file in (tmp_path / "state").glob("*.jsonl") for entry in read(file)[0]]
 
 
 @pytest.mark.parametrize("args", [["tailnet.preview"], ["tailnet.up", "--yes", "--allow-dirty"], ["tailnet.init"]])
