@@ -8,15 +8,57 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from blumeops_tasks import console, layers
-from blumeops_tasks.config import setting
+from blumeops_tasks.config import repo_path, setting
 from blumeops_tasks.tasking import task
 
 if TYPE_CHECKING:  # `inv --list` must not pay for these: imported inside the tasks
     from blumeops_tasks.layer import Layer
     from blumeops_tasks.plan import LayerPlan
+    from blumeops_tasks.preflight import CheckSpec
 
 LAYER_HELP = "only this layer (default: all)"
 JSON_HELP = "print JSON instead of tables"
+
+
+def missing_paths(c: Context, layer: Layer) -> list[str]:
+    """`blumeops.<layer>.<key> = <value>` for each of the layer's path settings that points nowhere."""
+    missing = []
+    for key in layer.path_settings:
+        value = str(setting(c, f"{layer.name}.{key}"))
+        if not repo_path(c, value).exists():
+            missing.append(f"blumeops.{layer.name}.{key} = {value}")
+    return missing
+
+
+def paths_check(c: Context, layer: Layer) -> CheckSpec:
+    """One `inv check` row per layer: every native path it is configured with exists."""
+    from blumeops_tasks import preflight as runner
+
+    missing = missing_paths(c, layer)
+    values = [str(setting(c, f"{layer.name}.{key}")) for key in layer.path_settings]
+
+    def run() -> runner.Outcome:
+        if not missing:
+            return runner.ok(f"found {', '.join(values)}")
+        verb = "does not exist" if len(missing) == 1 else "do not exist"
+        pronoun = "it" if len(missing) == 1 else "them"
+        return runner.failed(
+            f"{', '.join(missing)} {verb}; set {pronoun} in invoke.yaml",
+            f"point blumeops.{layer.name}.* at your layout (docs/adopt.md); the layer's other checks did not run",
+        )
+
+    return runner.CheckSpec(layer.name, "paths exist", run)
+
+
+def offline_specs(c: Context, selected: tuple[Layer, ...]) -> list[CheckSpec]:
+    """Each layer's paths row, then its own offline checks; a layer whose paths point nowhere gets only
+    that row (its checks would repeat the cause as errors of their own)."""
+    specs: list[CheckSpec] = []
+    for lay in selected:
+        specs.append(paths_check(c, lay))
+        if not missing_paths(c, lay):
+            specs.extend(lay.offline_checks(c))
+    return specs
 
 
 def _run(c: Context, kind: str, layer: str | None, as_json: bool) -> None:
@@ -24,7 +66,7 @@ def _run(c: Context, kind: str, layer: str | None, as_json: bool) -> None:
 
     selected = layers.select(layer)
     if kind == "offline":
-        specs = [spec for lay in selected for spec in lay.offline_checks(c)]
+        specs = offline_specs(c, selected)
         timeout, title = float(setting(c, "check_timeout")), "Offline checks"
     else:
         specs = [spec for lay in selected for spec in lay.preflight_checks(c)]
