@@ -8,6 +8,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from blumeops_tasks import console, layers
+from blumeops_tasks.adopt import init
 from blumeops_tasks.config import repo_path, setting
 from blumeops_tasks.tasking import task
 
@@ -146,4 +147,4 @@ def _plain(node: Any) -> Any:
     return node
 
 
-ROOT_TASKS = (check, preflight, plan, show_config)
+ROOT_TASKS = (check, preflight, plan, show_config, init)
