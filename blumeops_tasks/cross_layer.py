@@ -31,11 +31,11 @@ def missing_paths(c: Context, layer: Layer) -> list[str]:
     return missing
 
 
-def paths_check(c: Context, layer: Layer) -> CheckSpec:
+def paths_check(c: Context, layer: Layer, missing: list[str] | None = None) -> CheckSpec:
     """One `inv check` row per layer: every native path it is configured with exists."""
     from blumeops_tasks import preflight as runner
 
-    missing = missing_paths(c, layer)
+    missing = missing_paths(c, layer) if missing is None else missing
     values = [str(setting(c, f"{layer.name}.{key}")) for key in layer.path_settings]
 
     def run() -> runner.Outcome:
@@ -56,8 +56,9 @@ def offline_specs(c: Context, selected: tuple[Layer, ...]) -> list[CheckSpec]:
     that row (its checks would repeat the cause as errors of their own)."""
     specs: list[CheckSpec] = []
     for lay in selected:
-        specs.append(paths_check(c, lay))
-        if not missing_paths(c, lay):
+        missing = missing_paths(c, lay)
+        specs.append(paths_check(c, lay, missing))
+        if not missing:
             specs.extend(lay.offline_checks(c))
     return specs
 

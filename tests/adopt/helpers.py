@@ -45,8 +45,9 @@ def inventory_hosts(repo: Path, env: Mapping[str, str]) -> list[str]:
         env={**env, "ANSIBLE_CONFIG": str(hosts_setting(repo, "ansible_config"))},
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    assert result.returncode == 0, f"ansible-inventory cannot read the fixture's inventory: {result.stderr}"
     return sorted(json.loads(result.stdout)["_meta"]["hostvars"])
 
 
@@ -54,12 +55,11 @@ def make_hosts_unreachable(repo: Path, env: Mapping[str, str]) -> list[str]:
     """Point every inventory host at a loopback port nothing listens on (host_vars win over the
     inventory's own connection settings), so a preview reaches Ansible's connection step and no
     traffic leaves this machine. Returns the hosts."""
+    hosts = inventory_hosts(repo, env)
     inventory = hosts_setting(repo, "inventory")
     host_vars = (inventory if inventory.is_dir() else inventory.parent) / "host_vars"
     host_vars.mkdir(exist_ok=True)
-    port = unused_port()
-    overlay = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": port}
-    hosts = inventory_hosts(repo, env)
+    overlay = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": unused_port()}
     for host in hosts:
         if (host_vars / host).is_dir():
             (host_vars / host / "zz-unreachable.yml").write_text(yaml.safe_dump(overlay))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from blumeops_tasks import cross_layer, layers
 from blumeops_tasks import preflight as runner
 from blumeops_tasks.layer import Layer
 from blumeops_tasks.namespace import build_namespace
-from tests.adopt.helpers import adopted_repo
+from tests.adopt.helpers import FIXTURE
 from tests.conftest import REPO, clean_environ, run_inv
 
 
@@ -86,13 +87,18 @@ def test_two_missing_paths_are_named_together(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_inv_check_fails_on_a_path_that_points_nowhere(tmp_path: Path, isolated_env: Path) -> None:
+    """The fixture's layout with every hosts path present but the inventory misspelled in invoke.yaml."""
     env = clean_environ(isolated_env)
-    repo = adopted_repo(tmp_path / "homelab", env)
-    config = yaml.safe_load((repo / "invoke.yaml").read_text())
-    config["blumeops"]["hosts"]["inventory"] = "ansible/inventry"
-    (repo / "invoke.yaml").write_text(yaml.safe_dump(config))
-    result = run_inv("check", "--layer=hosts", "--json", env=env, cwd=repo)
+    shutil.copy(FIXTURE / "tasks.py", tmp_path / "tasks.py")
+    config = yaml.safe_load((FIXTURE / "invoke.yaml").read_text())
+    hosts = config["blumeops"]["hosts"]
+    for key in ("roles", "playbooks"):
+        (tmp_path / hosts[key]).mkdir(parents=True)
+    (tmp_path / hosts["ansible_config"]).write_text("[defaults]\n")
+    hosts["inventory"] = "ansible/inventry"
+    (tmp_path / "invoke.yaml").write_text(yaml.safe_dump(config))
+    result = run_inv("check", "--layer=hosts", "--json", env={**env, "PYTHONPATH": str(REPO)}, cwd=tmp_path)
     assert result.returncode == 1
     (row,) = json.loads(result.stdout)["checks"]
     assert (row["name"], row["status"]) == ("paths exist", "fail")
-    assert row["detail"].startswith("blumeops.hosts.inventory = ansible/inventry does not exist")
+    assert row["detail"] == "blumeops.hosts.inventory = ansible/inventry does not exist; set it in invoke.yaml"
