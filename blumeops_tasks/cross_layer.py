@@ -31,6 +31,13 @@ def missing_paths(c: Context, layer: Layer) -> list[str]:
     return missing
 
 
+def missing_sentence(missing: list[str]) -> str:
+    """One sentence for the settings `missing_paths` found: what points nowhere, and where to set it."""
+    if len(missing) == 1:
+        return f"{missing[0]} does not exist; set it in invoke.yaml"
+    return f"{', '.join(missing)} do not exist; set them in invoke.yaml"
+
+
 def paths_check(c: Context, layer: Layer, missing: list[str] | None = None) -> CheckSpec:
     """One `inv check` row per layer: every native path it is configured with exists."""
     from blumeops_tasks import preflight as runner
@@ -41,25 +48,23 @@ def paths_check(c: Context, layer: Layer, missing: list[str] | None = None) -> C
     def run() -> runner.Outcome:
         if not missing:
             return runner.ok(f"found {', '.join(values)}")
-        verb = "does not exist" if len(missing) == 1 else "do not exist"
-        pronoun = "it" if len(missing) == 1 else "them"
         return runner.failed(
-            f"{', '.join(missing)} {verb}; set {pronoun} in invoke.yaml",
+            missing_sentence(missing),
             f"point blumeops.{layer.name}.* at your layout (docs/adopt.md); the layer's other checks did not run",
         )
 
     return runner.CheckSpec(layer.name, "paths exist", run)
 
 
-def offline_specs(c: Context, selected: tuple[Layer, ...]) -> list[CheckSpec]:
-    """Each layer's paths row, then its own offline checks; a layer whose paths point nowhere gets only
-    that row (its checks would repeat the cause as errors of their own)."""
+def layer_specs(c: Context, selected: tuple[Layer, ...], kind: str) -> list[CheckSpec]:
+    """Each layer's paths row, then its own checks of `kind` ("offline" or "preflight"); a layer whose
+    paths point nowhere gets only that row (its checks would repeat the cause as errors of their own)."""
     specs: list[CheckSpec] = []
     for lay in selected:
         missing = missing_paths(c, lay)
         specs.append(paths_check(c, lay, missing))
         if not missing:
-            specs.extend(lay.offline_checks(c))
+            specs.extend(lay.offline_checks(c) if kind == "offline" else lay.preflight_checks(c))
     return specs
 
 
@@ -67,11 +72,10 @@ def _run(c: Context, kind: str, layer: str | None, as_json: bool) -> None:
     from blumeops_tasks import preflight as runner
 
     selected = layers.select(layer)
+    specs = layer_specs(c, selected, kind)
     if kind == "offline":
-        specs = offline_specs(c, selected)
         timeout, title = float(setting(c, "check_timeout")), "Offline checks"
     else:
-        specs = [spec for lay in selected for spec in lay.preflight_checks(c)]
         timeout, title = float(setting(c, "preflight_timeout")), "Preflight"
     with console.status(f"{title}: {len(specs)} checks"):
         results = runner.run_checks(specs, default_timeout=timeout)
@@ -99,6 +103,9 @@ def preflight(c: Context, layer: str | None = None, json: bool = False) -> None:
 def _safe_plan(c: Context, lay: Layer) -> LayerPlan:
     from blumeops_tasks.plan import LayerPlan
 
+    missing = missing_paths(c, lay)
+    if missing:
+        return LayerPlan(lay.name, error=missing_sentence(missing))
     try:
         return lay.plan(c)
     except Exit as exc:

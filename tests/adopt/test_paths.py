@@ -16,6 +16,7 @@ from blumeops_tasks import cross_layer, layers
 from blumeops_tasks import preflight as runner
 from blumeops_tasks.layer import Layer
 from blumeops_tasks.namespace import build_namespace
+from blumeops_tasks.plan import LayerPlan
 from tests.adopt.helpers import FIXTURE
 from tests.conftest import REPO, clean_environ, run_inv
 
@@ -33,14 +34,22 @@ def demo_layer(calls: list[str]) -> Layer:
         calls.append("offline")
         return [runner.CheckSpec("demo", "own check", lambda: runner.ok("fine"))]
 
+    def preflight(c: Context) -> list[runner.CheckSpec]:
+        calls.append("preflight")
+        return []
+
+    def plan(c: Context) -> LayerPlan:
+        calls.append("plan")
+        return LayerPlan("demo")
+
     return Layer(
         name="demo",
         help="a demo layer",
         collection=Collection("demo"),
         path_settings=("files", "config"),
         offline_checks=offline,
-        preflight_checks=lambda _c: [],
-        plan=lambda _c: None,  # type: ignore[arg-type,return-value]
+        preflight_checks=preflight,
+        plan=plan,
         apply_task="demo.apply",
     )
 
@@ -64,7 +73,7 @@ def test_a_layer_whose_paths_point_nowhere_gets_only_that_row(tmp_path: Path) ->
     layer = demo_layer(calls)
     (tmp_path / "files").mkdir()
     c = context(tmp_path, demo={"files": "files", "config": "demo.cfg"})
-    specs = cross_layer.offline_specs(c, (layer,))
+    specs = cross_layer.layer_specs(c, (layer,), "offline")
     assert [spec.name for spec in specs] == ["paths exist"]
     assert calls == []
     outcome = specs[0].run()
@@ -74,9 +83,20 @@ def test_a_layer_whose_paths_point_nowhere_gets_only_that_row(tmp_path: Path) ->
     )
 
     (tmp_path / "demo.cfg").write_text("")
-    specs = cross_layer.offline_specs(c, (layer,))
+    specs = cross_layer.layer_specs(c, (layer,), "offline")
     assert [spec.name for spec in specs] == ["paths exist", "own check"]
     assert specs[0].run() == runner.ok("found files, demo.cfg")
+
+
+def test_preflight_and_plan_stop_at_the_same_sentence(tmp_path: Path) -> None:
+    calls: list[str] = []
+    layer = demo_layer(calls)
+    c = context(tmp_path, demo={"files": ".", "config": "demo.cfg"})
+    (row,) = cross_layer.layer_specs(c, (layer,), "preflight")
+    assert row.run().detail == "blumeops.demo.config = demo.cfg does not exist; set it in invoke.yaml"
+    (plan,) = cross_layer.collect_plans(c, (layer,))
+    assert plan.error == "blumeops.demo.config = demo.cfg does not exist; set it in invoke.yaml"
+    assert calls == []
 
 
 def test_two_missing_paths_are_named_together(tmp_path: Path) -> None:
