@@ -56,6 +56,7 @@ def make_hosts_unreachable(repo: Path, env: Mapping[str, str]) -> list[str]:
     inventory's own connection settings), so a preview reaches Ansible's connection step and no
     traffic leaves this machine. Returns the hosts."""
     hosts = inventory_hosts(repo, env)
+    assert hosts, f"ansible-inventory finds no host in {hosts_setting(repo, 'inventory')}"
     inventory = hosts_setting(repo, "inventory")
     host_vars = (inventory if inventory.is_dir() else inventory.parent) / "host_vars"
     host_vars.mkdir(exist_ok=True)
