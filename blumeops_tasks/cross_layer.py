@@ -8,30 +8,84 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from blumeops_tasks import console, layers
-from blumeops_tasks.config import setting
+from blumeops_tasks.adopt import init
+from blumeops_tasks.config import repo_path, setting
 from blumeops_tasks.tasking import task
 
 if TYPE_CHECKING:  # `inv --list` must not pay for these: imported inside the tasks
     from blumeops_tasks.layer import Layer
     from blumeops_tasks.plan import LayerPlan
+    from blumeops_tasks.preflight import CheckSpec
 
 LAYER_HELP = "only this layer (default: all)"
 JSON_HELP = "print JSON instead of tables"
+
+
+def missing_paths(c: Context, layer: Layer) -> list[str]:
+    """`blumeops.<layer>.<key> = <value>` for each of the layer's path settings that points nowhere."""
+    missing = []
+    for key in layer.path_settings:
+        value = str(setting(c, f"{layer.name}.{key}"))
+        if not repo_path(c, value).exists():
+            missing.append(f"blumeops.{layer.name}.{key} = {value}")
+    return missing
+
+
+def missing_sentence(missing: list[str]) -> str:
+    """One sentence for the settings `missing_paths` found: what points nowhere, and where to set it."""
+    if len(missing) == 1:
+        return f"{missing[0]} does not exist; set it in invoke.yaml"
+    return f"{', '.join(missing)} do not exist; set them in invoke.yaml"
+
+
+def paths_check(c: Context, layer: Layer, missing: list[str] | None = None) -> CheckSpec:
+    """One `inv check` row per layer: every native path it is configured with exists."""
+    from blumeops_tasks import preflight as runner
+
+    missing = missing_paths(c, layer) if missing is None else missing
+    values = [str(setting(c, f"{layer.name}.{key}")) for key in layer.path_settings]
+
+    def run() -> runner.Outcome:
+        if not missing:
+            return runner.ok(f"found {', '.join(values)}")
+        return runner.failed(
+            missing_sentence(missing),
+            f"point blumeops.{layer.name}.* at your layout (docs/adopt.md); the layer's other checks did not run",
+        )
+
+    return runner.CheckSpec(layer.name, "paths exist", run)
+
+
+def layer_specs(c: Context, selected: tuple[Layer, ...], kind: str) -> list[CheckSpec]:
+    """Each layer's paths row, then its own checks of `kind` ("offline" or "preflight"); a layer whose
+    paths point nowhere gets only that row (its checks would repeat the cause as errors of their own)."""
+    specs: list[CheckSpec] = []
+    if kind == "preflight":
+        from blumeops_tasks import onepassword
+
+        specs.extend(onepassword.preflight_checks(c))
+    for lay in selected:
+        missing = missing_paths(c, lay)
+        specs.append(paths_check(c, lay, missing))
+        if missing:
+            continue
+        if kind == "offline":
+            specs.extend(lay.offline_checks(c))
+        else:
+            from blumeops_tasks.gitops.session import git_check
+
+            specs.extend((git_check(c, lay), *lay.preflight_checks(c)))
+    return specs
 
 
 def _run(c: Context, kind: str, layer: str | None, as_json: bool) -> None:
     from blumeops_tasks import preflight as runner
 
     selected = layers.select(layer)
+    specs = layer_specs(c, selected, kind)
     if kind == "offline":
-        specs = [spec for lay in selected for spec in lay.offline_checks(c)]
         timeout, title = float(setting(c, "check_timeout")), "Offline checks"
     else:
-        from blumeops_tasks import onepassword
-        from blumeops_tasks.gitops.session import git_check
-
-        layer_specs = [spec for lay in selected for spec in (git_check(c, lay), *lay.preflight_checks(c))]
-        specs = [*onepassword.preflight_checks(c), *layer_specs]
         timeout, title = float(setting(c, "preflight_timeout")), "Preflight"
     with console.status(f"{title}: {len(specs)} checks"):
         results = runner.run_checks(specs, default_timeout=timeout)
@@ -59,6 +113,9 @@ def preflight(c: Context, layer: str | None = None, json: bool = False) -> None:
 def _safe_plan(c: Context, lay: Layer) -> LayerPlan:
     from blumeops_tasks.plan import LayerPlan
 
+    missing = missing_paths(c, lay)
+    if missing:
+        return LayerPlan(lay.name, error=missing_sentence(missing))
     try:
         return lay.plan(c)
     except Exit as exc:
@@ -108,4 +165,4 @@ def _plain(node: Any) -> Any:
     return node
 
 
-ROOT_TASKS = (check, preflight, plan, show_config)
+ROOT_TASKS = (check, preflight, plan, show_config, init)
