@@ -1,4 +1,4 @@
-"""The hosts layer: Ansible over SSH (ansible.cfg, inventory/, playbooks/, roles/, callback_plugins/)."""
+"""The hosts layer: Ansible over SSH (ansible.cfg, inventory/, playbooks/, roles/, requirements.yml)."""
 
 from __future__ import annotations
 
@@ -26,42 +26,47 @@ DEFAULTS: dict[str, object] = {
     "ansible_config": "ansible.cfg",
     "ansible_playbook": "ansible-playbook",
     "ansible_inventory": "ansible-inventory",
+    "ansible_galaxy": "ansible-galaxy",
+    "ansible_config_tool": "ansible-config",
+    # ansible-galaxy's requirements.yml (collections and roles); `inv hosts.deps` installs it.
+    "requirements": "requirements.yml",
     # Seconds an SSH reachability probe may take (preflight, per host, run concurrently).
     "ssh_timeout": 8,
 }
 
 
 def _offline(c: Context) -> list[CheckSpec]:
+    from blumeops_tasks.config import lint_strict
     from blumeops_tasks.hosts import checks
     from blumeops_tasks.hosts.project import project
 
-    return checks.offline_checks(c, project(c))
+    return checks.offline_checks(c, project(c), lint_strict(c))
 
 
 def _preflight(c: Context) -> list[CheckSpec]:
     """Every host in the inventory, every role of every playbook (`inv preflight`)."""
     from blumeops_tasks.hosts import checks
-    from blumeops_tasks.hosts.inventory import play_roles, playbook_for
+    from blumeops_tasks.hosts.inventory import ProjectError, playbook_for
     from blumeops_tasks.hosts.project import project
+    from blumeops_tasks.hosts.workflow import selected
 
     p = project(c)
     inv, problem = checks.inventory_or_failure(c, p)
-    roles: list[str] = []
     try:
-        roles = play_roles(playbook_for(p.playbooks, None, p.default_playbook))
-    except Exception:  # a missing site playbook shows up in `inv check`
+        roles = selected(c, p, playbook_for(p.playbooks, None, p.default_playbook), None, None).roles
+    except ProjectError:  # a default playbook Ansible cannot list shows up in `inv check`
         roles = []
     specs = checks.preflight_checks(c, p, inv, inv.hosts if inv else [], roles)
     return [*specs, problem] if problem else specs
 
 
-collection = Collection(NAME, tasks.preview, tasks.provision, tasks.run, tasks.status)
+collection = Collection(NAME, tasks.preview, tasks.provision, tasks.run, tasks.status, tasks.deps)
 
 LAYER = Layer(
     name=NAME,
     help="Host configuration through Ansible over SSH",
     collection=collection,
-    path_settings=("roles", "playbooks", "inventory", "ansible_config"),
+    path_settings=("roles", "playbooks", "inventory", "ansible_config", "requirements"),
     offline_checks=_offline,
     preflight_checks=_preflight,
     plan=deferred("blumeops_tasks.hosts.workflow:layer_plan"),
