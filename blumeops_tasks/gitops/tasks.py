@@ -243,19 +243,16 @@ def affected_report(c: Context, since: str) -> dict[str, Any]:
     status = git_state.read_status(c, root)
     uncommitted = set(status.changed)
     infos = [targets.LayerInfo(lay.name, owned_paths(c, lay), lay.apply_task) for lay in layers.all_layers()]
-    hits = targets.map_paths(
-        [*committed, *status.changed],
-        infos,
-        targets.read_hosts_index(root),
-        targets.read_argo_index(root),
-    )
+    paths = [*committed, *status.changed]
+    hosts_index = targets.hosts_index_for(c, paths, infos)
+    hits = targets.map_paths(paths, infos, hosts_index, targets.read_argo_index(root))
     files = [{**hit.to_dict(), "uncommitted": hit.path in uncommitted} for hit in hits]
     return {
         "since": since,
         "base": base,
         "head": status.oid,
         "files": files,
-        "commands": targets.commands(hits, infos),
+        "commands": targets.commands(hits, infos, hosts_index),
     }
 
 

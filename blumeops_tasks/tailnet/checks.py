@@ -25,7 +25,7 @@ from invoke.exceptions import Exit
 
 from blumeops_tasks import shell
 from blumeops_tasks.config import repo_path, setting
-from blumeops_tasks.preflight import CheckSpec, Outcome, failed, ok, warn
+from blumeops_tasks.preflight import CheckSpec, Outcome, failed, ok, skipped, warn
 from blumeops_tasks.tailnet import pulumi_cli
 from blumeops_tasks.tailnet.policy import (
     Lockout,
@@ -117,25 +117,27 @@ def declared(project_dir: Path, stack: str) -> Declared:
     return Declared(policy_path, devices_path, devices, keys, dict(config.get(f"{CONFIG_NS}:dns") or {}))
 
 
-def inventory_hosts(path: Path) -> set[str]:
-    """Every host name in an Ansible YAML inventory (all groups); a directory means its *.yml files."""
-    import yaml
+def inventory_hosts(c: Context, path: Path) -> set[str] | Outcome | None:
+    """Every host of the Ansible inventory at `path`, as `ansible-inventory --list` reports it (the
+    hosts layer's cached reader); None when it is missing; an Outcome when Ansible cannot answer."""
+    if not path.exists():
+        return None
+    from invoke.context import Context as Runner
 
-    files = sorted([*path.glob("*.yml"), *path.glob("*.yaml")]) if path.is_dir() else [path]
-    hosts: set[str] = set()
+    from blumeops_tasks.hosts.inventory import ProjectError
+    from blumeops_tasks.hosts.project import load_inventory, project
 
-    def walk(node: Any) -> None:
-        if not isinstance(node, Mapping):
-            return
-        for key, value in node.items():
-            if key == "hosts" and isinstance(value, Mapping):
-                hosts.update(str(name) for name in value)
-            elif isinstance(value, Mapping):
-                walk(value)
-
-    for file in files:
-        walk(yaml.safe_load(file.read_text(encoding="utf-8")))
-    return hosts
+    p = project(c, str(path))
+    if not shell.which(p.ansible_inventory):
+        return skipped(
+            f"{p.ansible_inventory} is not installed, so the devices cannot be checked against the inventory",
+            "pip install -e . (ansible-core)",
+        )
+    # A read-only local query: always run for real (a MockContext here stands in for pulumi's commands).
+    try:
+        return set(load_inventory(Runner(config=c.config), p).hosts)
+    except ProjectError as exc:
+        return failed(str(exc), "fix the inventory (hosts layer) so the devices can be checked against it")
 
 
 # --- pure verdicts --------------------------------------------------------------------------------
@@ -297,7 +299,9 @@ def policy_checks(c: Context, loaded: Callable[[], Loaded] | None = None) -> lis
         return _needs_policy(get(), lambda policy: tags_outcome(policy, decl, decl.policy_path.name))
 
     def devices() -> Outcome:
-        hosts = inventory_hosts(conf.inventory) if conf.inventory.exists() else None
+        hosts = inventory_hosts(c, conf.inventory)
+        if isinstance(hosts, Outcome):
+            return hosts
         return devices_outcome(list(get().decl.devices), hosts, conf.inventory)
 
     def lockout() -> Outcome:
