@@ -191,12 +191,15 @@ def _host_commands(base: str, hits: Sequence[Hit], host_playbooks: frozenset[str
                 assert tags is not None
                 tags.add(hit.target)
     lines = []
+    limited: dict[str, list[str]] = {}  # the same tags for hosts without a playbook of their own: one --limit
     for host in sorted(scope):
-        tags = scope[host]
-        line = f"{base} --host={host}" if host in host_playbooks else f"{base} --limit={host}"
-        if tags:
-            line += f" --tags {','.join(sorted(tags))}"
-        lines.append(line)
+        joined = ",".join(sorted(scope[host] or ()))
+        if host in host_playbooks:
+            lines.append(f"{base} --host={host}" + (f" --tags {joined}" if joined else ""))
+        else:
+            limited.setdefault(joined, []).append(host)
+    for joined, hosts in sorted(limited.items()):
+        lines.append(f"{base} --limit={','.join(hosts)}" + (f" --tags {joined}" if joined else ""))
     return lines
 
 

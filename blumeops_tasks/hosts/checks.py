@@ -25,7 +25,7 @@ from blumeops_tasks.hosts.project import (
     load_inventory,
     playbook_command,
 )
-from blumeops_tasks.preflight import CheckSpec, Outcome, failed, house_rule, ok
+from blumeops_tasks.preflight import CheckSpec, Outcome, failed, house_rule, ok, warn
 
 NAME = "hosts"
 
@@ -67,8 +67,9 @@ def _headers(p: Project, strict: bool) -> Outcome:
     return ok(f"every template of {len(names)} roles names ansible_managed")
 
 
-def requirements_outcome(c: Context, p: Project) -> Outcome:
-    """Every collection and role of requirements.yml installed where Ansible looks."""
+def requirements_outcome(c: Context, p: Project, before_a_run: bool) -> Outcome:
+    """Every collection and role of requirements.yml installed where Ansible looks. Missing ones
+    are named: a warning for `inv check` (the files are fine), a failure before a run (preflight)."""
     if not p.requirements.is_file():
         return ok(f"no {p.rel(p.requirements)} (nothing to install)")
     try:
@@ -76,7 +77,7 @@ def requirements_outcome(c: Context, p: Project) -> Outcome:
     except ProjectError as exc:
         return failed(str(exc), f"fix {p.rel(p.requirements)}")
     if absent:
-        return failed(
+        return (failed if before_a_run else warn)(
             f"not installed from {p.rel(p.requirements)}: {requirements.describe(absent)}",
             "run `inv hosts.deps` (ansible-galaxy install -r; needs the network or local sources)",
         )
@@ -86,7 +87,7 @@ def requirements_outcome(c: Context, p: Project) -> Outcome:
 def offline_checks(c: Context, p: Project, strict: bool = False) -> list[CheckSpec]:
     specs = [
         CheckSpec(NAME, "inventory parses", lambda: _inventory_parses(c, p)),
-        CheckSpec(NAME, "requirements installed", lambda: requirements_outcome(c, p), timeout=60),
+        CheckSpec(NAME, "requirements installed", lambda: requirements_outcome(c, p, False), timeout=60),
         CheckSpec(NAME, "argument specs = defaults", lambda: _specs(p, strict)),
         CheckSpec(NAME, "ansible_managed headers", lambda: _headers(p, strict)),
     ]
@@ -238,7 +239,7 @@ def preflight_checks(
     specs = [
         CheckSpec(NAME, "ansible-playbook", lambda: ansible_version(c, p)),
         CheckSpec(NAME, "strategy", lambda: _strategy(c, p), timeout=30),
-        CheckSpec(NAME, "requirements installed", lambda: requirements_outcome(c, p), timeout=30),
+        CheckSpec(NAME, "requirements installed", lambda: requirements_outcome(c, p, True), timeout=30),
     ]
     if inv is not None and hosts:
         try:

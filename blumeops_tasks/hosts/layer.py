@@ -28,8 +28,9 @@ DEFAULTS: dict[str, object] = {
     "ansible_inventory": "ansible-inventory",
     "ansible_galaxy": "ansible-galaxy",
     "ansible_config_tool": "ansible-config",
-    # ansible-galaxy's requirements.yml (collections and roles); `inv hosts.deps` installs it.
-    "requirements": "requirements.yml",
+    # ansible-galaxy's requirements file (collections and roles); `inv hosts.deps` installs it.
+    # Empty: requirements.yml beside ansible_config.
+    "requirements": "",
     # Seconds an SSH reachability probe may take (preflight, per host, run concurrently).
     "ssh_timeout": 8,
 }
@@ -66,7 +67,7 @@ LAYER = Layer(
     name=NAME,
     help="Host configuration through Ansible over SSH",
     collection=collection,
-    path_settings=("roles", "playbooks", "inventory", "ansible_config", "requirements"),
+    path_settings=("roles", "playbooks", "inventory", "ansible_config"),
     offline_checks=_offline,
     preflight_checks=_preflight,
     plan=deferred("blumeops_tasks.hosts.workflow:layer_plan"),

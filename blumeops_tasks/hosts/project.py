@@ -55,15 +55,17 @@ class Project:
 
 
 def project(c: Context, inventory: str | None = None) -> Project:
+    config = repo_path(c, setting(c, "hosts.ansible_config"))
+    requirements = str(setting(c, "hosts.requirements"))
     return Project(
         root=repo_root(c),
         inventory=repo_path(c, setting(c, "hosts.inventory", inventory)),
         playbooks=repo_path(c, setting(c, "hosts.playbooks")),
         roles=repo_path(c, setting(c, "hosts.roles")),
-        config=repo_path(c, setting(c, "hosts.ansible_config")),
+        config=config,
         ansible_playbook=str(setting(c, "hosts.ansible_playbook")),
         ansible_inventory=str(setting(c, "hosts.ansible_inventory")),
-        requirements=repo_path(c, setting(c, "hosts.requirements")),
+        requirements=repo_path(c, requirements) if requirements else config.parent / "requirements.yml",
         ansible_galaxy=str(setting(c, "hosts.ansible_galaxy")),
         ansible_config_tool=str(setting(c, "hosts.ansible_config_tool")),
         default_playbook=str(setting(c, "hosts.default_playbook")),
