@@ -117,6 +117,27 @@ def describe(reqs: list[Requirement]) -> str:
     return ", ".join(f"{r.kind} {r.name or r.source}" for r in reqs)
 
 
+NETWORK_SIGNS = (
+    "Could not resolve host",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "Failed to connect",
+    "Couldn't connect",
+    "Connection refused",
+    "Network is unreachable",
+    "urlopen error",
+    "unable to access",
+)
+
+
+def galaxy_failure(output: str) -> tuple[bool, str]:
+    """(whether the network was the cause, the line that says why) from ansible-galaxy's output."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    why = next((line for line in lines if line.startswith("fatal:") or "NOT installed" in line), "")
+    reason = why.removeprefix("[WARNING]:").strip() if why else error_line(output)
+    return any(sign in output for sign in NETWORK_SIGNS), reason
+
+
 def install_command(p: Project) -> str:
     """ansible-galaxy installs roles and collections from the file, from its directory (relative sources)."""
     return (

@@ -176,7 +176,7 @@ def deps(c: Context, inventory: str | None = None) -> None:
     from blumeops_tasks import shell
     from blumeops_tasks.hosts import requirements
     from blumeops_tasks.hosts.inventory import ProjectError
-    from blumeops_tasks.hosts.project import base_env, error_line, project
+    from blumeops_tasks.hosts.project import base_env, project
 
     p = project(c, inventory)
     if not p.requirements.is_file():
@@ -192,9 +192,8 @@ def deps(c: Context, inventory: str | None = None) -> None:
     console.out(f"Installing {requirements.describe(absent)} from {p.rel(p.requirements)} (ansible-galaxy).")
     result = shell.run(c, requirements.install_command(p), env=base_env(p), hide=True, warn=True)
     if result.exited != 0:
-        output = (result.stderr or "") + (result.stdout or "")
-        reason = error_line(output)
-        if any(word in output for word in ("Could not resolve host", "Name or service not known", "urlopen error")):
+        network, reason = requirements.galaxy_failure((result.stderr or "") + (result.stdout or ""))
+        if network:
             console.fail(
                 f"ansible-galaxy could not reach the network to install {requirements.describe(absent)} "
                 f"({reason}); run `inv hosts.deps` again with network access, or point those entries at local sources."
