@@ -133,7 +133,8 @@ NETWORK_SIGNS = (
 def galaxy_failure(output: str) -> tuple[bool, str]:
     """(whether the network was the cause, the line that says why) from ansible-galaxy's output."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    why = next((line for line in lines if line.startswith("fatal:") or "NOT installed" in line), "")
+    why = next((line for line in lines if line.startswith("fatal:")), "")
+    why = why or next((line for line in lines if "NOT installed" in line), "")
     reason = why.removeprefix("[WARNING]:").strip() if why else error_line(output)
     return any(sign in output for sign in NETWORK_SIGNS), reason
 
