@@ -144,7 +144,8 @@ def parse_listing(text: str) -> list[Play]:
             current["pattern"] = match.group(1)
         elif match := _HOSTS.match(line):
             count = int(match.group(1))
-            current["hosts"] = tuple(h.strip() for h in lines[index : index + count])
+            # ansible-playbook prints a play's hosts from a set (order varies by run): sorted here.
+            current["hosts"] = tuple(sorted(h.strip() for h in lines[index : index + count]))
             index += count
         elif match := _TASK_TAGS.match(line):
             current["tags"] = _split_tags(match.group(1))
