@@ -209,8 +209,8 @@ def error_line(text: str) -> str:
         if "ERROR" in line:
             message = line.strip().removeprefix("[ERROR]:").removeprefix("ERROR!").strip()
             if "parse inventory" in message and (reason := _inventory_reason(text)):
-                message += f" ({reason})"
-            return message
+                message += f" ({reason.rstrip('.')})"
+            return message.rstrip(".")
     return last_line(text)
 
 
