@@ -215,6 +215,23 @@ def _load_yaml_docs(path: Path) -> list[Any]:
         return []
 
 
+def _declared_roles(books: Iterable[Path]) -> Iterable[tuple[str, str, list[str]]]:
+    """(play name, hosts pattern, roles in `roles:`) of each play written in the playbooks, the name
+    and pattern as ansible-playbook's listing prints them (an unnamed play is named by its pattern)."""
+    for book in books:
+        for doc in _load_yaml_docs(book):
+            for play in doc if isinstance(doc, list) else []:
+                if not isinstance(play, Mapping) or "hosts" not in play:
+                    continue
+                hosts = play["hosts"]
+                pattern = ",".join(map(str, hosts)) if isinstance(hosts, list) else str(hosts)
+                entries = [
+                    e if isinstance(e, str) else (e or {}).get("role") or (e or {}).get("name")
+                    for e in play.get("roles") or []
+                ]
+                yield str(play.get("name") or pattern), pattern, [str(e) for e in entries if e]
+
+
 def hosts_index_for(c: Context, paths: Iterable[str], layers: Sequence[LayerInfo]) -> HostsIndex:
     """The hosts index when a path is in the hosts layer (asking Ansible costs a second or two), else empty."""
     owned = next((layer.paths for layer in layers if layer.name == "hosts"), ())
@@ -256,10 +273,17 @@ def read_hosts_index(c: Context) -> HostsIndex:
     known_roles = set(house_rules.roles(p.roles))
     role_hosts: dict[str, dict[str, None]] = {}
     playbook_hosts: dict[str, dict[str, None]] = {}
+    by_play: dict[tuple[str, str], dict[str, None]] = {}  # (name, pattern) as Ansible prints them -> hosts
     for play in plays:
         playbook_hosts.setdefault(rel(p.root / play.playbook), {}).update(dict.fromkeys(play.hosts))
+        by_play.setdefault((play.name, play.pattern), {}).update(dict.fromkeys(play.hosts))
         for role in play.roles(known_roles):
             role_hosts.setdefault(role, {}).update(dict.fromkeys(play.hosts))
+    # A role a play names but that lists no task (only defaults, vars or handlers) still reaches the
+    # hosts Ansible lists for that play.
+    for name, pattern, roles in _declared_roles(books):
+        for role in roles:
+            role_hosts.setdefault(role, {}).update(by_play.get((name, pattern), {}))
     return replace(
         layout,
         role_hosts={role: tuple(sorted(hosts)) for role, hosts in role_hosts.items()},

@@ -94,7 +94,7 @@ class Play:
 
     playbook: str
     name: str
-    pattern: str
+    pattern: str  # the play's `hosts:` as the play header prints it
     hosts: tuple[str, ...]
     task_prefixes: tuple[str, ...]  # the `role : ` prefix of each listed task ("" for a play's own task)
     tags: tuple[str, ...]  # TASK TAGS
@@ -106,7 +106,6 @@ class Play:
 
 _PLAYBOOK = re.compile(r"^playbook: (.*)$")
 _PLAY = re.compile(r"^  play #\d+ \((.*)\): (.*?)\tTAGS: \[.*\]$")
-_PATTERN = re.compile(r"^    pattern: (.*)$")
 _HOSTS = re.compile(r"^    hosts \((\d+)\):$")
 _TASK_TAGS = re.compile(r"^      TASK TAGS: \[(.*)\]$")
 _TASK = re.compile(r"^      (.*?)\tTAGS: \[.*\]$")
@@ -140,8 +139,6 @@ def parse_listing(text: str) -> list[Play]:
             current.update(task_prefixes=(), tags=())
         elif current is None:
             continue
-        elif match := _PATTERN.match(line):
-            current["pattern"] = match.group(1)
         elif match := _HOSTS.match(line):
             count = int(match.group(1))
             # ansible-playbook prints a play's hosts from a set (order varies by run): sorted here.

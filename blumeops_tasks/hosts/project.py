@@ -12,7 +12,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.runners import Result
@@ -54,22 +54,33 @@ class Project:
             return str(path)
 
 
+def _setting(c: Context, key: str, flag: object = None) -> Any:
+    """`blumeops.hosts.<key>`; the layer's default when a context was built without the hosts layer's
+    defaults (another layer's tasks or tests asking the hosts layer a question)."""
+    from blumeops_tasks.hosts.layer import DEFAULTS
+
+    configured = (c.config.get("blumeops") or {}).get("hosts") or {}
+    if flag is None and key not in configured and key in DEFAULTS:
+        return DEFAULTS[key]
+    return setting(c, f"hosts.{key}", flag)
+
+
 def project(c: Context, inventory: str | None = None) -> Project:
-    config = repo_path(c, setting(c, "hosts.ansible_config"))
-    requirements = str(setting(c, "hosts.requirements"))
+    config = repo_path(c, _setting(c, "ansible_config"))
+    requirements = str(_setting(c, "requirements"))
     return Project(
         root=repo_root(c),
-        inventory=repo_path(c, setting(c, "hosts.inventory", inventory)),
-        playbooks=repo_path(c, setting(c, "hosts.playbooks")),
-        roles=repo_path(c, setting(c, "hosts.roles")),
+        inventory=repo_path(c, _setting(c, "inventory", inventory)),
+        playbooks=repo_path(c, _setting(c, "playbooks")),
+        roles=repo_path(c, _setting(c, "roles")),
         config=config,
-        ansible_playbook=str(setting(c, "hosts.ansible_playbook")),
-        ansible_inventory=str(setting(c, "hosts.ansible_inventory")),
+        ansible_playbook=str(_setting(c, "ansible_playbook")),
+        ansible_inventory=str(_setting(c, "ansible_inventory")),
         requirements=repo_path(c, requirements) if requirements else config.parent / "requirements.yml",
-        ansible_galaxy=str(setting(c, "hosts.ansible_galaxy")),
-        ansible_config_tool=str(setting(c, "hosts.ansible_config_tool")),
-        default_playbook=str(setting(c, "hosts.default_playbook")),
-        ssh_timeout=float(setting(c, "hosts.ssh_timeout")),
+        ansible_galaxy=str(_setting(c, "ansible_galaxy")),
+        ansible_config_tool=str(_setting(c, "ansible_config_tool")),
+        default_playbook=str(_setting(c, "default_playbook")),
+        ssh_timeout=float(_setting(c, "ssh_timeout")),
         cache_dir=state_dir(c) / "cache" / "hosts",
     )
 
