@@ -1,6 +1,10 @@
 """Benchmarks of the hosts layer, measured side by side in one run against a private sshd.
 
-    python bench/hosts_bench.py [--runs 3]
+    python bench/hosts_bench.py [--runs 3] [--strategy free|mitogen_free]
+    python bench/hosts_bench.py --check-only [--runs 5] [--repo DIR]
+
+--check-only times `inv check --layer=hosts` (no sshd, nothing written outside a temp dir): cold (an
+empty state dir, so nothing is cached) and warm (the same state dir again), in DIR (default: this repo).
 
 Starts its own sshd on 127.0.0.1 (tests/hosts/sshd.py; this machine plays the host, as in the
 tests), provisions the shipped indri playbook once to converge, then times idempotent runs
@@ -9,6 +13,9 @@ tests), provisions the shipped indri playbook once to converge, then times idemp
   1. ansible-playbook with the repo's ansible.cfg vs ansible's defaults     goal <= 0.60
   2. `inv hosts.provision --yes` vs bare ansible-playbook (repo cfg)          goal <= 1.10
   3. `inv hosts.preview` across 8 inventory hosts vs 1 (same sshd)            goal <= 3.00
+
+--strategy mitogen_free runs every side through Mitogen's stock strategy (the `mitogen` extra), with
+the ControlPath in the ssh arguments as ansible.cfg documents it.
 
 Writes to the same files the tests do (/etc/caddy, /etc/borgmatic, /etc/default/...): run it on a
 disposable machine. Stops the sshd and the ssh control masters it caused at the end.
@@ -87,10 +94,56 @@ def median_of(runs: int, measures: dict[str, Callable[[], float]]) -> dict[str, 
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def strategy_env(strategy: str, control: Path) -> dict[str, str]:
+    """Nothing for ansible.cfg's free; Mitogen's stock strategy with the ControlPath in ssh_args otherwise."""
+    if strategy == "free":
+        return {}
+    from blumeops_tasks.hosts.project import mitogen_strategy_dir
+
+    strategies = mitogen_strategy_dir()
+    if strategies is None:
+        sys.exit("the mitogen extra is not installed: pip install -e '.[mitogen]'")
+    return {
+        "ANSIBLE_STRATEGY": strategy,
+        "ANSIBLE_STRATEGY_PLUGINS": str(strategies),
+        "ANSIBLE_SSH_ARGS": f"-o ControlMaster=auto -o ControlPersist=120s -o ControlPath={control}/%C",
+    }
+
+
+def check_only(runs: int, repo: Path) -> None:
+    """`inv check --layer=hosts`, cold (empty state dir) and warm (same state dir again), medians."""
+    work = Path(tempfile.mkdtemp(prefix="blumeops-bench-check-"))
+    try:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "INVOKE_", "BLUMEOPS_"))}
+        base.update(HOME=str(work / "home"), NO_COLOR="1", PYTHONPATH=str(repo))
+        (work / "home").mkdir()
+        command = [sys.executable, "-m", "invoke", "check", "--layer=hosts"]
+        cold, warm = [], []
+        for n in range(runs):
+            env = {**base, "INVOKE_BLUMEOPS_STATE_DIR": str(work / f"state{n}")}
+            started = time.monotonic()
+            subprocess.run(command, cwd=repo, env=env, capture_output=True, check=False)
+            cold.append(time.monotonic() - started)
+            started = time.monotonic()
+            subprocess.run(command, cwd=repo, env=env, capture_output=True, check=False)
+            warm.append(time.monotonic() - started)
+        for label, values in (("cold", cold), ("warm", warm)):
+            shown = [round(v, 2) for v in values]
+            print(f"  inv check --layer=hosts, {label}: {statistics.median(values):.2f} s (median of {runs}; {shown})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="timed runs per side (median)")
+    parser.add_argument("--strategy", default="free", help="free (ansible.cfg) or mitogen_free (the extra)")
+    parser.add_argument("--check-only", action="store_true", help="time `inv check --layer=hosts` only")
+    parser.add_argument("--repo", type=Path, default=REPO, help="repo for --check-only (default: this one)")
     args = parser.parse_args()
+    if args.check_only:
+        check_only(args.runs, args.repo.resolve())
+        return
 
     work = Path(tempfile.mkdtemp(prefix="blumeops-bench-hosts-"))
     sshd = start_sshd(work / "sshd")
@@ -125,6 +178,7 @@ def main() -> None:
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
             "ANSIBLE_HOME": str(work / "ah-repo"),
             "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(work / "facts"),
+            **strategy_env(args.strategy, control),
         }
         empty_cfg = work / "empty.cfg"
         empty_cfg.write_text("")

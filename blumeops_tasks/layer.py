@@ -34,6 +34,8 @@ class Layer:
     preflight_checks checks of the operator's environment (`inv preflight`)
     plan            read-only preview of every target, as the shared plan model
     apply_task      the task that applies, as typed after `inv` (e.g. "hosts.provision")
+    targets         the targets the repo itself declares (hosts, apps, the stack), read offline; `inv pending`
+                    reports each of them (journal entries add any others)
     defaults        config defaults under `blumeops.<name>`
     secret_env      environment variables this layer reads that are secret (redacted)
     env             non-secret environment variables it reads (documented in .env.example)
@@ -47,6 +49,7 @@ class Layer:
     preflight_checks: Callable[[Context], Sequence[CheckSpec]]
     plan: Callable[[Context], LayerPlan]
     apply_task: str
+    targets: Callable[[Context], Sequence[str]] = lambda _c: ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     secret_env: tuple[str, ...] = ()
     env: tuple[str, ...] = ()

@@ -77,6 +77,17 @@ def _collection() -> Collection:
     return ns
 
 
+def _targets(c: Context) -> list[str]:
+    """The Applications under the argocd dir, by name (none when their manifests cannot be read)."""
+    from blumeops_tasks.argocd import apps
+    from blumeops_tasks.config import repo_root, setting
+
+    try:
+        return sorted(apps.names(apps.load(repo_root(c), str(setting(c, "argocd.dir")))))
+    except apps.ManifestError:
+        return []
+
+
 LAYER = Layer(
     name=NAME,
     help="Kubernetes workloads through ArgoCD",
@@ -85,6 +96,7 @@ LAYER = Layer(
     offline_checks=offline_checks,
     preflight_checks=preflight_checks,
     plan=plan,
+    targets=_targets,
     apply_task="argocd.sync",
     defaults=DEFAULTS,
     env=("KUBECONFIG",),

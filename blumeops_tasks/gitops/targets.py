@@ -1,26 +1,32 @@
 """Which layer and target a changed file belongs to, and the exact commands that apply it.
 
-Target shapes (only for paths inside the layer's own `paths`):
+Target shapes (only for paths inside the layer's own `paths`; the hosts directories are the
+configured ones, `roles/`, `playbooks/`, `inventory/` by default):
 
-    roles/<role>/...                   hosts using the role (via playbooks/*.yml) -> --host=H --tags ROLE
-    playbooks/<play>.yml               the play's hosts                             -> --host=H
+    roles/<role>/...                   hosts whose plays run the role               -> --host=H --tags ROLE
+    playbooks/<play>.yml               the hosts its plays target (default: layer)  -> --host=H
     inventory/host_vars/<h>[.yml|/..]  that host                                    -> --host=H
     inventory/group_vars/<g>[.yml|/..] the group's hosts (group `all`: whole layer)
     argocd/...                         the Application whose source path holds it   -> --app=APP
     anything else in a layer           the whole layer                              -> inv <apply_task>
 
-`HostsIndex` and `ArgoIndex` are plain data read from the repo's YAML (readers at the bottom);
-`map_paths` and `commands` are pure.
+`--host=H` picks H's own playbook (<playbooks>/H.yml); a host without one gets `--limit=H` (the
+default playbook, narrowed). Which hosts a play, role or group reaches is Ansible's answer
+(`ansible-playbook --list-hosts --list-tasks`, read by `read_hosts_index`), never our reading of a
+pattern; `ArgoIndex` is read from the repo's YAML. `map_paths` and `commands` are pure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blumeops_tasks.gitops.git_state import path_in
+
+if TYPE_CHECKING:
+    from invoke.context import Context
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,18 @@ class LayerInfo:
 
 @dataclass(frozen=True)
 class HostsIndex:
-    role_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # role -> host patterns
-    playbook_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # file -> host patterns
+    """Hosts as Ansible targets them, and where the hosts layer's files live (repo-relative)."""
+
+    role_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # role -> hosts its plays target
+    playbook_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # file -> hosts its plays target
     group_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> hosts
+    hosts: frozenset[str] = frozenset()  # every inventory host
+    host_playbooks: frozenset[str] = frozenset()  # hosts with a playbook of their own (<playbooks>/<host>.yml)
+    roles_dir: str = "roles"
+    playbooks_dir: str = "playbooks"
+    inventory_dir: str = "inventory"
+    default_playbook: str = "playbooks/site.yml"
+    error: str = ""  # Ansible could not list the playbooks or the inventory: every change is the whole layer
 
 
 @dataclass(frozen=True)
@@ -87,20 +102,31 @@ def _stem(name: str) -> str:
     return name
 
 
-def _hosts_hit(path: str, index: HostsIndex) -> Hit:
-    parts = PurePosixPath(path).parts
-    if len(parts) >= 3 and parts[0] == "roles":
-        role = parts[1]
-        users = index.role_hosts.get(role, ())
-        note = "" if users else "no playbook uses this role"
-        return Hit(path, "hosts", "role", role, users, note)
-    if len(parts) == 2 and parts[0] == "playbooks" and path in index.playbook_hosts:
-        return Hit(path, "hosts", "host", ",".join(index.playbook_hosts[path]), index.playbook_hosts[path])
-    if len(parts) >= 3 and parts[:2] == ("inventory", "host_vars"):
-        host = _stem(parts[2])
-        return Hit(path, "hosts", "host", host, (host,))
-    if len(parts) >= 3 and parts[:2] == ("inventory", "group_vars"):
-        group = _stem(parts[2])
+def _below(path: str, directory: str) -> tuple[str, ...] | None:
+    """The parts of `path` below `directory` (None when it is not below it)."""
+    parts, base = PurePosixPath(path).parts, PurePosixPath(directory).parts
+    return parts[len(base) :] if parts[: len(base)] == base and len(parts) > len(base) else None
+
+
+def _hosts_hit(path: str, index: HostsIndex) -> Hit:  # noqa: PLR0911  # one return per target shape
+    if index.error:
+        return Hit(path, "hosts", "layer", "", note=index.error)
+    role = _below(path, index.roles_dir)
+    if role is not None and len(role) >= 2:
+        users = index.role_hosts.get(role[0], ())
+        return Hit(path, "hosts", "role", role[0], users, "" if users else "no play runs this role")
+    book = _below(path, index.playbooks_dir)
+    if book is not None and len(book) == 1 and path in index.playbook_hosts and path != index.default_playbook:
+        hosts = index.playbook_hosts[path]
+        return Hit(path, "hosts", "host", ",".join(hosts), hosts, "" if hosts else "its plays target no host")
+    below = _below(path, index.inventory_dir)
+    if below is not None and len(below) >= 2 and below[0] == "host_vars":
+        host = _stem(below[1])
+        if host in index.hosts:
+            return Hit(path, "hosts", "host", host, (host,))
+        return Hit(path, "hosts", "host", host, (), f"{host} is not an inventory host")
+    if below is not None and len(below) >= 2 and below[0] == "group_vars":
+        group = _stem(below[1])
         members = index.group_hosts.get(group, ())
         if group != "all" and members:
             return Hit(path, "hosts", "host", group, members, f"group {group}")
@@ -126,7 +152,9 @@ def map_paths(paths: Iterable[str], layers: Sequence[LayerInfo], hosts: HostsInd
     return [map_path(path, layers, hosts, argo) for path in sorted(dict.fromkeys(paths))]
 
 
-def commands(hits: Sequence[Hit], layers: Sequence[LayerInfo]) -> dict[str, list[str]]:
+def commands(
+    hits: Sequence[Hit], layers: Sequence[LayerInfo], hosts_index: HostsIndex | None = None
+) -> dict[str, list[str]]:
     """Per layer (in registry order), the commands that apply every hit, narrowest that covers all."""
     result: dict[str, list[str]] = {}
     for layer in layers:
@@ -137,7 +165,8 @@ def commands(hits: Sequence[Hit], layers: Sequence[LayerInfo]) -> dict[str, list
         if any(hit.kind == "layer" for hit in mine):
             result[layer.name] = [base]
         elif layer.name == "hosts":
-            result[layer.name] = _host_commands(base, mine)
+            own = hosts_index.host_playbooks if hosts_index is not None else frozenset()
+            result[layer.name] = _host_commands(base, mine, own)
         elif layer.name == "argocd":
             apps = sorted({hit.target for hit in mine if hit.kind == "app"})
             result[layer.name] = [f"{base} --app={app}" for app in apps]
@@ -146,7 +175,7 @@ def commands(hits: Sequence[Hit], layers: Sequence[LayerInfo]) -> dict[str, list
     return result
 
 
-def _host_commands(base: str, hits: Sequence[Hit]) -> list[str]:
+def _host_commands(base: str, hits: Sequence[Hit], host_playbooks: frozenset[str]) -> list[str]:
     # host -> None (every tag) or the set of role tags
     scope: dict[str, set[str] | None] = {}
     for hit in hits:
@@ -162,16 +191,19 @@ def _host_commands(base: str, hits: Sequence[Hit]) -> list[str]:
                 assert tags is not None
                 tags.add(hit.target)
     lines = []
+    limited: dict[str, list[str]] = {}  # the same tags for hosts without a playbook of their own: one --limit
     for host in sorted(scope):
-        tags = scope[host]
-        line = f"{base} --host={host}"
-        if tags:
-            line += f" --tags {','.join(sorted(tags))}"
-        lines.append(line)
+        joined = ",".join(sorted(scope[host] or ()))
+        if host in host_playbooks:
+            lines.append(f"{base} --host={host}" + (f" --tags {joined}" if joined else ""))
+        else:
+            limited.setdefault(joined, []).append(host)
+    for joined, hosts in sorted(limited.items()):
+        lines.append(f"{base} --limit={','.join(hosts)}" + (f" --tags {joined}" if joined else ""))
     return lines
 
 
-# ---- readers (YAML in the work tree) ------------------------------------------------------------
+# ---- readers --------------------------------------------------------------------------------------
 
 
 def _load_yaml_docs(path: Path) -> list[Any]:
@@ -183,90 +215,82 @@ def _load_yaml_docs(path: Path) -> list[Any]:
         return []
 
 
-def _role_name(entry: Any) -> str | None:
-    if isinstance(entry, str):
-        return entry
-    if isinstance(entry, Mapping):
-        name = entry.get("role") or entry.get("name")
-        return str(name) if name else None
-    return None
-
-
-def _host_patterns(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(p.strip() for p in value.replace(":", ",").split(",") if p.strip())
-    if isinstance(value, list):
-        return tuple(str(v) for v in value)
-    return ()
-
-
-def _role_dependencies(root: Path) -> dict[str, set[str]]:
-    deps: dict[str, set[str]] = {}
-    for meta in sorted(root.glob("roles/*/meta/main.y*ml")):
-        role = meta.parent.parent.name
-        for doc in _load_yaml_docs(meta):
-            if isinstance(doc, Mapping):
-                for dep in doc.get("dependencies") or []:
-                    name = _role_name(dep)
-                    if name:
-                        deps.setdefault(role, set()).add(name)
-    return deps
-
-
-def _groups(node: Any, name: str, out: dict[str, set[str]]) -> set[str]:
-    """Hosts under an inventory group node (YAML inventory format), recording every group."""
-    members: set[str] = set()
-    if isinstance(node, Mapping):
-        members.update(str(h) for h in (node.get("hosts") or {}))
-        for child, sub in (node.get("children") or {}).items():
-            members |= _groups(sub, str(child), out)
-    out.setdefault(name, set()).update(members)
-    return members
-
-
-def _plays(root: Path) -> Iterable[tuple[str, Mapping[str, Any]]]:
-    """(playbook file relative to root, play) for every play with `hosts`."""
-    for playbook in sorted(root.glob("playbooks/*.y*ml")):
-        rel = playbook.relative_to(root).as_posix()
-        for doc in _load_yaml_docs(playbook):
+def _declared_roles(books: Iterable[Path]) -> Iterable[tuple[str, str, list[str]]]:
+    """(play name, hosts pattern, roles in `roles:`) of each play written in the playbooks, the name
+    and pattern as ansible-playbook's listing prints them (an unnamed play is named by its pattern)."""
+    for book in books:
+        for doc in _load_yaml_docs(book):
             for play in doc if isinstance(doc, list) else []:
-                if isinstance(play, Mapping) and "hosts" in play:
-                    yield rel, play
+                if not isinstance(play, Mapping) or "hosts" not in play:
+                    continue
+                hosts = play["hosts"]
+                pattern = ",".join(map(str, hosts)) if isinstance(hosts, list) else str(hosts)
+                entries = [
+                    e if isinstance(e, str) else (e or {}).get("role") or (e or {}).get("name")
+                    for e in play.get("roles") or []
+                ]
+                yield str(play.get("name") or pattern), pattern, [str(e) for e in entries if e]
 
 
-def _spread_dependencies(role_hosts: dict[str, set[str]], deps: Mapping[str, set[str]]) -> None:
-    """A role used as a dependency reaches the hosts of the roles that depend on it."""
-    changed = True
-    while changed:
-        changed = False
-        for role, needs in deps.items():
-            for need in needs:
-                before = len(role_hosts.get(need, set()))
-                role_hosts.setdefault(need, set()).update(role_hosts.get(role, set()))
-                changed |= len(role_hosts[need]) != before
+def hosts_index_for(c: Context, paths: Iterable[str], layers: Sequence[LayerInfo]) -> HostsIndex:
+    """The hosts index when a path is in the hosts layer (asking Ansible costs a second or two), else empty."""
+    owned = next((layer.paths for layer in layers if layer.name == "hosts"), ())
+    return read_hosts_index(c) if any(path_in(path, owned) for path in paths) else HostsIndex()
 
 
-def read_hosts_index(root: Path) -> HostsIndex:
-    role_hosts: dict[str, set[str]] = {}
-    playbook_hosts: dict[str, list[str]] = {}
-    for rel, play in _plays(root):
-        patterns = _host_patterns(play.get("hosts"))
-        playbook_hosts.setdefault(rel, []).extend(patterns)
-        for entry in play.get("roles") or []:
-            name = _role_name(entry)
-            if name:
-                role_hosts.setdefault(name, set()).update(patterns)
-    _spread_dependencies(role_hosts, _role_dependencies(root))
-    group_hosts: dict[str, set[str]] = {}
-    for inventory in sorted(root.glob("inventory/*.y*ml")):
-        for doc in _load_yaml_docs(inventory):
-            if isinstance(doc, Mapping):
-                for group, node in doc.items():
-                    _groups(node, str(group), group_hosts)
-    return HostsIndex(
-        {role: tuple(sorted(hosts)) for role, hosts in role_hosts.items() if hosts},
-        {rel: tuple(dict.fromkeys(hosts)) for rel, hosts in playbook_hosts.items() if hosts},
-        {group: tuple(sorted(hosts)) for group, hosts in group_hosts.items()},
+def read_hosts_index(c: Context) -> HostsIndex:
+    """The hosts layer's index, from Ansible's listing of every playbook and of every inventory group."""
+    from blumeops_tasks.hosts import ask, house_rules
+    from blumeops_tasks.hosts.inventory import ProjectError, playbook_for, playbooks
+    from blumeops_tasks.hosts.project import load_inventory, project
+
+    p = project(c)
+
+    def rel(path: Path) -> str:
+        try:
+            return path.resolve().relative_to(p.root.resolve()).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    inventory_dir = p.inventory if p.inventory.is_dir() else p.inventory.parent
+    books = playbooks(p.playbooks)
+    try:
+        default = rel(playbook_for(p.playbooks, None, p.default_playbook))
+    except ProjectError:
+        default = ""
+    layout = HostsIndex(
+        roles_dir=rel(p.roles),
+        playbooks_dir=rel(p.playbooks),
+        inventory_dir=rel(inventory_dir),
+        default_playbook=default,
+    )
+    try:
+        plays = ask.listing(c, p, books) if books else []
+        inv = load_inventory(c, p)
+        group_hosts = ask.hosts_for(c, p, sorted(inv.groups))
+    except ProjectError as exc:
+        return replace(layout, error=f"Ansible cannot list the hosts: {exc}")
+    known_roles = set(house_rules.roles(p.roles))
+    role_hosts: dict[str, dict[str, None]] = {}
+    playbook_hosts: dict[str, dict[str, None]] = {}
+    by_play: dict[tuple[str, str], dict[str, None]] = {}  # (name, pattern) as Ansible prints them -> hosts
+    for play in plays:
+        playbook_hosts.setdefault(rel(p.root / play.playbook), {}).update(dict.fromkeys(play.hosts))
+        by_play.setdefault((play.name, play.pattern), {}).update(dict.fromkeys(play.hosts))
+        for role in play.roles(known_roles):
+            role_hosts.setdefault(role, {}).update(dict.fromkeys(play.hosts))
+    # A role a play names but that lists no task (only defaults, vars or handlers) still reaches the
+    # hosts Ansible lists for that play.
+    for name, pattern, roles in _declared_roles(books):
+        for role in roles:
+            role_hosts.setdefault(role, {}).update(by_play.get((name, pattern), {}))
+    return replace(
+        layout,
+        role_hosts={role: tuple(sorted(hosts)) for role, hosts in role_hosts.items()},
+        playbook_hosts={book: tuple(hosts) for book, hosts in playbook_hosts.items()},
+        group_hosts={group: tuple(sorted(hosts)) for group, hosts in group_hosts.items()},
+        hosts=frozenset(inv.hosts),
+        host_playbooks=frozenset(h for h in inv.hosts if any(b.stem == h for b in books)),
     )
 
 

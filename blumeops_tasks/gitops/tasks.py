@@ -175,19 +175,6 @@ def _last_apply(entry: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {key: entry.get(key) for key in keys}
 
 
-def declared_targets(root: Path, name: str) -> list[str]:
-    """The targets the repo itself declares, read offline (no inventory plugin, no cluster): the
-    hosts of the inventory's `all` group, the Applications under argocd/. Journal entries add the
-    rest (e.g. the tailnet stack)."""
-    from blumeops_tasks.gitops import targets
-
-    if name == "hosts":
-        return list(targets.read_hosts_index(root).group_hosts.get("all", ()))
-    if name == "argocd":
-        return sorted(set(targets.read_argo_index(root).app_paths.values()))
-    return []
-
-
 def pending_report(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
     """Per layer and per target (host, app, stack): the baseline apply and the commits touching
     the layer's files since. A tagged run is never a baseline, a run for some hosts is one only for
@@ -196,9 +183,7 @@ def pending_report(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
 
     root = repo_root(c)
     status = git_state.read_status(c, root)
-    found, _bad = journal.baselines(
-        journal.journal_path(c), {lay.name: declared_targets(root, lay.name) for lay in selected}
-    )
+    found, _bad = journal.baselines(journal.journal_path(c), {lay.name: list(lay.targets(c)) for lay in selected})
     resolved: dict[str, bool] = {}
     logs: dict[tuple[str, str | None], list[git_state.Commit]] = {}
 
@@ -353,19 +338,16 @@ def affected_report(c: Context, since: str) -> dict[str, Any]:
     status = git_state.read_status(c, root)
     uncommitted = set(status.changed)
     infos = [targets.LayerInfo(lay.name, owned_paths(c, lay), lay.apply_task) for lay in layers.all_layers()]
-    hits = targets.map_paths(
-        [*committed, *status.changed],
-        infos,
-        targets.read_hosts_index(root),
-        targets.read_argo_index(root),
-    )
+    paths = [*committed, *status.changed]
+    hosts_index = targets.hosts_index_for(c, paths, infos)
+    hits = targets.map_paths(paths, infos, hosts_index, targets.read_argo_index(root))
     files = [{**hit.to_dict(), "uncommitted": hit.path in uncommitted} for hit in hits]
     return {
         "since": since,
         "base": base,
         "head": status.oid,
         "files": files,
-        "commands": targets.commands(hits, infos),
+        "commands": targets.commands(hits, infos, hosts_index),
     }
 
 

@@ -1,4 +1,4 @@
-"""Pure functions over the JSON the repo's callback plugin writes (callback_plugins/blumeops_results.py).
+"""Pure functions over the JSON our callback plugin writes (hosts/ansible_plugins/callback/blumeops_results.py).
 
 No ansible import here: the document is plain data, so every decision is unit-tested on captured files.
 """

@@ -1,27 +1,31 @@
-"""Checks of the hosts layer: offline (`inv check`) and of the operator's environment (preflight)."""
+"""Checks of the hosts layer: offline (`inv check`) and of the operator's environment (preflight).
+
+Ansible answers the questions (the inventory parses, a playbook graph passes `--syntax-check`, the
+configured strategy loads, requirements are installed); our own role conventions are house rules.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shlex
 from pathlib import Path
 
 from invoke.context import Context
 
 from blumeops_tasks import shell
-from blumeops_tasks.hosts import render
-from blumeops_tasks.hosts.inventory import Inventory, ProjectError, SshTarget, playbooks, required_env, ssh_command
+from blumeops_tasks.hosts import house_rules, requirements
+from blumeops_tasks.hosts.inventory import Inventory, ProjectError, SshTarget, root_playbooks, ssh_command
 from blumeops_tasks.hosts.project import (
     Project,
-    ansible_control_path,
     ansible_env,
-    ansible_strategy,
     error_line,
     last_line,
     load_inventory,
     playbook_command,
 )
-from blumeops_tasks.preflight import CheckSpec, Outcome, failed, ok, warn
+from blumeops_tasks.preflight import CheckSpec, Outcome, failed, house_rule, ok, warn
 
 NAME = "hosts"
 
@@ -30,12 +34,15 @@ NAME = "hosts"
 
 
 def _inventory_parses(c: Context, p: Project) -> Outcome:
-    inv = load_inventory(c, p)
+    try:
+        inv = load_inventory(c, p)
+    except ProjectError as exc:
+        return failed(str(exc), "fix the inventory file Ansible names")
     return ok(f"{p.rel(p.inventory)}: {len(inv.hosts)} hosts ({', '.join(inv.hosts)})")
 
 
 def _syntax(c: Context, p: Project, playbook: Path) -> Outcome:
-    result = shell.run(c, playbook_command(p, playbook, mode="syntax"), env=ansible_env(p), hide=True, warn=True)
+    result = shell.run(c, playbook_command(p, playbook, mode="syntax"), env=ansible_env(c, p), hide=True, warn=True)
     if result.exited != 0:
         return failed(
             f"{p.rel(playbook)} fails --syntax-check: {error_line(result.stderr or result.stdout)}",
@@ -44,33 +51,49 @@ def _syntax(c: Context, p: Project, playbook: Path) -> Outcome:
     return ok(f"{p.rel(playbook)} passes --syntax-check")
 
 
-def _specs(p: Project) -> Outcome:
-    problems = [m for role in render.roles(p.roles) for m in render.spec_mismatches(p.roles / role)]
-    if problems:
-        return failed("; ".join(problems), "keep meta/argument_specs.yml equal to defaults/main.yml")
-    return ok(f"argument specs match defaults for {len(render.roles(p.roles))} roles")
+def _specs(p: Project, strict: bool) -> Outcome:
+    names = house_rules.roles(p.roles)
+    findings = [f for role in names for f in house_rules.spec_findings(p.roles / role)]
+    if findings:
+        return house_rule(strict, "; ".join(findings), "keep meta/argument_specs.yml equal to defaults/main.yml")
+    return ok(f"argument specs match defaults for {len(names)} roles")
 
 
-def _templates(p: Project) -> Outcome:
-    problems = [
-        m
-        for role in render.roles(p.roles)
-        for platform in render.PLATFORM_FACTS
-        for m in render.template_problems(p.roles / role, platform)
-    ]
-    if problems:
-        return failed("; ".join(problems), "fix the template it names")
-    return ok(f"every template renders for {', '.join(render.PLATFORM_FACTS)} (plists parse)")
+def _headers(p: Project, strict: bool) -> Outcome:
+    names = house_rules.roles(p.roles)
+    findings = [f for role in names for f in house_rules.header_findings(p.roles / role)]
+    if findings:
+        return house_rule(strict, "; ".join(findings), "head each template with {{ ansible_managed | comment }}")
+    return ok(f"every template of {len(names)} roles names ansible_managed")
 
 
-def offline_checks(c: Context, p: Project) -> list[CheckSpec]:
+def requirements_outcome(c: Context, p: Project, before_a_run: bool) -> Outcome:
+    """Every collection and role of requirements.yml installed where Ansible looks. Missing ones
+    are named: a warning for `inv check` (the files are fine), a failure before a run (preflight)."""
+    if not p.requirements.is_file():
+        return ok(f"no {p.rel(p.requirements)} (nothing to install)")
+    try:
+        absent = requirements.missing(c, p)
+    except ProjectError as exc:
+        return failed(str(exc), f"fix {p.rel(p.requirements)}")
+    if absent:
+        return (failed if before_a_run else warn)(
+            f"not installed from {p.rel(p.requirements)}: {requirements.describe(absent)}",
+            "run `inv hosts.deps` (ansible-galaxy install -r; needs the network or local sources)",
+        )
+    return ok(f"everything in {p.rel(p.requirements)} is installed")
+
+
+def offline_checks(c: Context, p: Project, strict: bool = False) -> list[CheckSpec]:
     specs = [
         CheckSpec(NAME, "inventory parses", lambda: _inventory_parses(c, p)),
-        CheckSpec(NAME, "argument specs = defaults", lambda: _specs(p)),
-        CheckSpec(NAME, "templates render", lambda: _templates(p)),
+        CheckSpec(NAME, "requirements installed", lambda: requirements_outcome(c, p, False), timeout=60),
+        CheckSpec(NAME, "argument specs = defaults", lambda: _specs(p, strict)),
+        CheckSpec(NAME, "ansible_managed headers", lambda: _headers(p, strict)),
     ]
-    for playbook in playbooks(p.playbooks):
-        specs.append(CheckSpec(NAME, f"syntax {playbook.name}", lambda pb=playbook: _syntax(c, p, pb)))  # type: ignore[misc]
+    # One syntax check per playbook graph: a playbook another one imports is checked with it.
+    for playbook in root_playbooks(p.playbooks):
+        specs.append(CheckSpec(NAME, f"syntax {playbook.name}", lambda pb=playbook: _syntax(c, p, pb), timeout=60))  # type: ignore[misc]
     return specs
 
 
@@ -80,6 +103,7 @@ def offline_checks(c: Context, p: Project) -> list[CheckSpec]:
 def ansible_version(c: Context, p: Project) -> Outcome:
     """ansible-playbook on PATH and its version (cached per executable: path, size, mtime)."""
     from blumeops_tasks.hosts import cache
+    from blumeops_tasks.hosts.project import base_env
 
     executable = shell.which(p.ansible_playbook)
     if not executable:
@@ -89,7 +113,7 @@ def ansible_version(c: Context, p: Project) -> Outcome:
     key = cache.fingerprint([Path(executable)])
     if p.cache_dir is not None and (version := cache.get(p.cache_dir, "ansible-version", key)):
         return ok(f"ansible-playbook (core {version})")
-    result = shell.run(c, f"{p.ansible_playbook} --version", env=ansible_env(p), hide=True, warn=True)
+    result = shell.run(c, f"{p.ansible_playbook} --version", env=base_env(p), hide=True, warn=True)
     if result.exited != 0:
         return failed(f"{p.ansible_playbook} --version failed: {last_line(result.stderr)}", "reinstall ansible-core")
     match = re.search(r"core ([0-9.]+)", result.stdout)
@@ -98,38 +122,80 @@ def ansible_version(c: Context, p: Project) -> Outcome:
     return ok(f"ansible-playbook (core {match.group(1) if match else '?'})")
 
 
-MITOGEN_STRATEGY = "blumeops_mitogen"
+# Asks Ansible's own plugin loader, in the interpreter ansible-playbook runs in, for the strategy.
+_LOAD_STRATEGY = """
+import sys
+from ansible.plugins.loader import strategy_loader
+try:
+    plugin = strategy_loader.get(sys.argv[1], class_only=True)
+except Exception as exc:
+    print(f"{type(exc).__name__}: {exc}")
+    sys.exit(3)
+sys.exit(0 if plugin is not None else 4)
+"""
 
 
-def mitogen(strategy: str, version: str | None) -> Outcome:
-    """Is the strategy in ansible.cfg getting Mitogen? Without it the run works, only slower.
-
-    `version` is mitogen's version in this interpreter (the one `pip install -e .` put
-    ansible-core and mitogen in), None when it is not installed.
-    """
-    if strategy != MITOGEN_STRATEGY:
-        return ok(f"strategy {strategy} (Mitogen not used)")
-    if version is None:
-        return warn(
-            f"mitogen is not installed: the {MITOGEN_STRATEGY} strategy falls back to plain free (slower)",
-            "pip install -e . in the blumeops checkout",
-        )
-    return ok(f"mitogen {version} (strategy {strategy})")
-
-
-def _mitogen(p: Project) -> Outcome:
+def ansible_python(p: Project) -> str:
+    """The interpreter of the ansible-playbook script (its shebang), else python3."""
+    executable = shell.which(p.ansible_playbook)
     try:
-        import mitogen as package  # its __init__ is a version tuple and little else (importlib.metadata costs 13 ms)
-    except ImportError:
-        version = None
-    else:
-        version = ".".join(str(part) for part in package.__version__)
-    return mitogen(ansible_strategy(p), version)
+        first = Path(executable).read_text(encoding="utf-8", errors="replace").splitlines()[0] if executable else ""
+    except (OSError, IndexError):
+        first = ""
+    if first.startswith("#!"):
+        words = shlex.split(first[2:])
+        if words and Path(words[0]).name == "env" and len(words) > 1:
+            return words[1]
+        if words:
+            return words[0]
+    return "python3"
 
 
-def reach(c: Context, target: SshTarget, timeout: float, control_path: str = "") -> Outcome:
+def strategy_outcome(name: str, exited: int, output: str) -> Outcome:
+    """Did Ansible's loader load the configured strategy? A strategy that cannot load fails every run."""
+    if exited == 0:
+        if name.startswith("mitogen"):
+            return ok(f"strategy {name} (Mitogen's own)")
+        return ok(f"strategy {name}")
+    reason = last_line(output) if output.strip() else "no strategy plugin by that name"
+    fix = "set strategy = free in ansible.cfg"
+    if name.startswith("mitogen"):
+        fix = "pip install -e '.[mitogen]' (Mitogen's strategies are an extra), or " + fix
+    return failed(f"the configured strategy {name} does not load: {reason}", fix)
+
+
+def _strategy(c: Context, p: Project) -> Outcome:
+    from blumeops_tasks.hosts import ask
+
+    name = str(ask.settings(c, p).get("DEFAULT_STRATEGY") or "linear")
+    command = shlex.join([ansible_python(p), "-c", _LOAD_STRATEGY, name])
+    result = shell.run(c, command, env=ansible_env(c, p), hide=True, warn=True)
+    return strategy_outcome(name, result.exited, (result.stdout or "") + (result.stderr or ""))
+
+
+def reach_ssh_args(ssh: dict[str, object]) -> str:
+    """Ansible's ssh_args, plus the ControlPath its ssh connection derives when ssh_args has none.
+
+    The control directory is created, as Ansible's ssh connection does before it connects.
+    """
+    args = str(ssh.get("ssh_args") or "")
+    path = ""
+    match = re.search(r"ControlPath=(\S+)", args)
+    if match:
+        path = match.group(1).strip("'\"")
+    elif "ControlPersist" in args and "%(directory)s" in str(ssh.get("control_path") or ""):
+        directory = str(ssh.get("control_path_dir") or "~/.ansible/cp")
+        path = str(ssh["control_path"]) % {"directory": str(Path(directory).expanduser())}
+        args += f" -o ControlPath={shlex.quote(path)}"
+    if path and "%" not in str(Path(path).parent):
+        with contextlib.suppress(OSError):
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return args
+
+
+def reach(c: Context, target: SshTarget, timeout: float, ssh_args: str = "") -> Outcome:
     """One SSH round trip to the host with Ansible's connection settings; no prompts, bounded time."""
-    command = ssh_command(target, "true", timeout, control_path)
+    command = ssh_command(target, "true", timeout, ssh_args)
     result = shell.run(c, command, hide=True, warn=True, timeout=timeout + 2)
     if result.exited == 0:
         return ok(f"{target.where()} answers over SSH")
@@ -140,10 +206,10 @@ def reach(c: Context, target: SshTarget, timeout: float, control_path: str = "")
     )
 
 
-def _reach_spec(c: Context, target: SshTarget, timeout: float, control_path: str) -> CheckSpec:
+def _reach_spec(c: Context, target: SshTarget, timeout: float, ssh_args: str) -> CheckSpec:
     def run() -> Outcome:
         try:
-            return reach(c, target, timeout, control_path)
+            return reach(c, target, timeout, ssh_args)
         except Exception as exc:  # invoke's CommandTimedOut and friends
             return failed(
                 f"host {target.name} ({target.where()}) is unreachable over SSH: {type(exc).__name__}",
@@ -165,14 +231,22 @@ def _secrets(names: dict[str, list[str]]) -> Outcome:
 def preflight_checks(
     c: Context, p: Project, inv: Inventory | None, hosts: list[str], roles: list[str]
 ) -> list[CheckSpec]:
-    """ansible present, each targeted host reachable (concurrently, each with a timeout), secrets present."""
+    """ansible present, its strategy loads, requirements installed, each targeted host reachable
+    (concurrently, each with a timeout), the roles' secrets present."""
+    from blumeops_tasks.hosts import ask
+    from blumeops_tasks.hosts.inventory import required_env
+
     specs = [
         CheckSpec(NAME, "ansible-playbook", lambda: ansible_version(c, p)),
-        CheckSpec(NAME, "mitogen", lambda: _mitogen(p)),
+        CheckSpec(NAME, "strategy", lambda: _strategy(c, p), timeout=30),
+        CheckSpec(NAME, "requirements installed", lambda: requirements_outcome(c, p, True), timeout=30),
     ]
-    if inv is not None:
-        control_path = ansible_control_path(p)
-        specs += [_reach_spec(c, inv.ssh_target(host), p.ssh_timeout, control_path) for host in hosts]
+    if inv is not None and hosts:
+        try:
+            ssh_args = reach_ssh_args(ask.settings(c, p).ssh)
+        except ProjectError:  # reported by the strategy check, which needs the same settings
+            ssh_args = ""
+        specs += [_reach_spec(c, inv.ssh_target(host), p.ssh_timeout, ssh_args) for host in hosts]
     needed = required_env(p.roles, roles)
     specs.append(CheckSpec(NAME, "secrets", lambda: _secrets(needed)))
     return specs

@@ -1,13 +1,12 @@
-"""Reading the Ansible project as plain data: playbooks, their roles, the inventory, host patterns.
+"""The Ansible project as plain data: playbook files, role metadata, the inventory Ansible reports.
 
-The inventory comes from `ansible-inventory --list` (run by the caller through the invoke Context);
-everything here is pure: it parses that JSON, resolves host patterns the way Ansible does for the
-common forms, and reads playbooks and role metadata with PyYAML.
+The inventory is the JSON of `ansible-inventory --list` (run and cached by project.load_inventory);
+which hosts a pattern or a run selects is never worked out here: hosts/ask.py asks Ansible.
+Everything here is pure.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -34,15 +33,16 @@ def _yaml(path: Path) -> Any:
 
 
 def playbooks(playbooks_dir: Path) -> list[Path]:
-    return sorted(p for p in playbooks_dir.glob("*.yml") if p.is_file())
+    return sorted(p for p in playbooks_dir.glob("*.y*ml") if p.suffix in {".yml", ".yaml"} and p.is_file())
 
 
 def playbook_for(playbooks_dir: Path, host: str | None, default: str) -> Path:
     """`playbooks/<host>.yml`, or the default playbook (all hosts) when no host is given."""
     name = host or default
+    for path in (playbooks_dir / f"{name}.yml", playbooks_dir / f"{name}.yaml"):
+        if path.is_file():
+            return path
     path = playbooks_dir / f"{name}.yml"
-    if path.is_file():
-        return path
     known = ", ".join(p.stem for p in playbooks(playbooks_dir)) or "none"
     raise ProjectError(
         f"There is no playbook for {name!r} ({path} is missing); known playbooks: {known}; "
@@ -50,60 +50,31 @@ def playbook_for(playbooks_dir: Path, host: str | None, default: str) -> Path:
     )
 
 
-def _plays(playbook: Path, seen: set[Path] | None = None) -> list[dict[str, Any]]:
-    """Plays of a playbook with import_playbook followed (relative to the importing file)."""
-    seen = set() if seen is None else seen
-    resolved = playbook.resolve()
-    if resolved in seen:
-        return []
-    seen.add(resolved)
-    document = _yaml(playbook) or []
-    if not isinstance(document, list):
-        raise ProjectError(f"{playbook} must be a list of plays.")
-    plays: list[dict[str, Any]] = []
-    for entry in document:
-        if not isinstance(entry, dict):
-            continue
-        target = entry.get("ansible.builtin.import_playbook") or entry.get("import_playbook")
-        if target:
-            plays.extend(_plays(playbook.parent / str(target), seen))
-        else:
-            plays.append(entry)
-    return plays
+def imported_playbooks(playbooks_dir: Path) -> set[Path]:
+    """Playbooks another playbook imports (`import_playbook`): their syntax is checked with the importer's."""
+    import yaml
+
+    imported: set[Path] = set()
+    for book in playbooks(playbooks_dir):
+        try:
+            document = yaml.safe_load(book.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue  # its own syntax check reports it
+        for entry in document if isinstance(document, list) else []:
+            target = (
+                entry.get("ansible.builtin.import_playbook") or entry.get("import_playbook")
+                if isinstance(entry, dict)
+                else None
+            )
+            if isinstance(target, str) and "{{" not in target:
+                imported.add((book.parent / target).resolve())
+    return imported
 
 
-def play_patterns(playbook: Path) -> list[str]:
-    """The `hosts:` pattern of every play, in order."""
-    patterns = []
-    for play in _plays(playbook):
-        hosts = play.get("hosts", "")
-        patterns.append(",".join(hosts) if isinstance(hosts, list) else str(hosts))
-    return patterns
-
-
-def _role_entry(entry: Any) -> tuple[str, list[str]]:
-    if isinstance(entry, str):
-        return entry, []
-    if isinstance(entry, dict):
-        name = str(entry.get("role") or entry.get("name") or "")
-        tags = entry.get("tags") or []
-        return name, [tags] if isinstance(tags, str) else [str(t) for t in tags]
-    return "", []
-
-
-def play_roles(playbook: Path, tags: str | None = None) -> list[str]:
-    """Roles the playbook applies; with --tags, only roles whose own name or tags were selected."""
-    wanted = {t.strip() for t in (tags or "").split(",") if t.strip()}
-    roles: list[str] = []
-    for play in _plays(playbook):
-        for entry in play.get("roles") or []:
-            name, role_tags = _role_entry(entry)
-            if not name or name in roles:
-                continue
-            if wanted and "all" not in wanted and not (wanted & {name, *role_tags}):
-                continue
-            roles.append(name)
-    return roles
+def root_playbooks(playbooks_dir: Path) -> list[Path]:
+    """The playbooks no other playbook imports: one syntax check each covers the whole graph."""
+    imported = imported_playbooks(playbooks_dir)
+    return [book for book in playbooks(playbooks_dir) if book.resolve() not in imported]
 
 
 # -- role metadata ---------------------------------------------------------------------------------
@@ -181,59 +152,6 @@ class Inventory:
     def hosts(self) -> list[str]:
         return list(self.hostvars)
 
-    def group_hosts(self, group: str, seen: set[str] | None = None) -> list[str]:
-        seen = set() if seen is None else seen
-        if group in seen or group not in self.groups:
-            return []
-        seen.add(group)
-        entry = self.groups[group]
-        found = [str(h) for h in entry.get("hosts") or []]
-        for child in entry.get("children") or []:
-            found.extend(h for h in self.group_hosts(str(child), seen) if h not in found)
-        return found
-
-    def _atom(self, atom: str) -> list[str]:
-        if atom in {"all", "*"}:
-            return self.hosts
-        if atom in self.hostvars:
-            return [atom]
-        if atom in self.groups:
-            return self.group_hosts(atom)
-        if any(ch in atom for ch in "*?["):
-            names = [h for h in self.hosts if fnmatch.fnmatchcase(h, atom)]
-            for group in self.groups:
-                if fnmatch.fnmatchcase(group, atom):
-                    names.extend(h for h in self.group_hosts(group) if h not in names)
-            return names
-        return []
-
-    def match(self, pattern: str) -> list[str]:
-        """Hosts matching an Ansible pattern: names, groups, globs, `,`/`:` unions, `&` and `!`."""
-        parts = [p.strip() for p in re.split(r"[,:]", pattern or "") if p.strip()]
-        selected: list[str] = []
-        for part in parts:
-            if part.startswith(("!", "&")):
-                continue
-            selected.extend(h for h in self._atom(part) if h not in selected)
-        for part in parts:
-            if part.startswith("&"):
-                keep = set(self._atom(part[1:]))
-                selected = [h for h in selected if h in keep]
-        for part in parts:
-            if part.startswith("!"):
-                drop = set(self._atom(part[1:]))
-                selected = [h for h in selected if h not in drop]
-        return [h for h in self.hosts if h in selected]  # inventory order
-
-    def targets(self, patterns: list[str], limit: str | None = None) -> list[str]:
-        """Hosts a playbook would run on: union of its plays' patterns, narrowed by --limit."""
-        chosen: set[str] = set()
-        for pattern in patterns:
-            chosen.update(self.match(pattern))
-        if limit:
-            chosen &= set(self.match(limit))
-        return [h for h in self.hosts if h in chosen]
-
     def ssh_target(self, host: str) -> SshTarget:
         if host not in self.hostvars:
             known = ", ".join(self.hosts) or "none"
@@ -252,15 +170,14 @@ class Inventory:
         )
 
 
-def ssh_command(target: SshTarget, remote: str, connect_timeout: float, control_path: str = "") -> str:
-    """An ssh command line reaching the host exactly as Ansible's ssh connection would (no prompts).
+def ssh_command(target: SshTarget, remote: str, connect_timeout: float, ssh_args: str = "") -> str:
+    """An ssh command line reaching the host as Ansible's ssh connection would (no prompts).
 
-    With control_path (Ansible's own), the connection becomes the ControlPersist master that the
-    ansible run right after reuses, so the reachability check costs the run nothing.
+    `ssh_args` are Ansible's own (ansible.cfg); with a ControlPath among them this connection becomes
+    the ControlPersist master the ansible run right after reuses, so the check costs the run nothing.
     """
     parts = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(int(connect_timeout), 1)}"]
-    if control_path:
-        parts += ["-o", "ControlMaster=auto", "-o", "ControlPersist=120s", "-o", f"ControlPath={control_path}"]
+    parts += shlex.split(ssh_args)
     parts += ["-p", str(target.port)]
     if target.key_file:
         parts += ["-i", target.key_file]

@@ -1,4 +1,4 @@
-"""The hosts layer: Ansible over SSH (ansible.cfg, inventory/, playbooks/, roles/, callback_plugins/)."""
+"""The hosts layer: Ansible over SSH (ansible.cfg, inventory/, playbooks/, roles/, requirements.yml)."""
 
 from __future__ import annotations
 
@@ -26,36 +26,53 @@ DEFAULTS: dict[str, object] = {
     "ansible_config": "ansible.cfg",
     "ansible_playbook": "ansible-playbook",
     "ansible_inventory": "ansible-inventory",
+    "ansible_galaxy": "ansible-galaxy",
+    "ansible_config_tool": "ansible-config",
+    # ansible-galaxy's requirements file (collections and roles); `inv hosts.deps` installs it.
+    # Empty: requirements.yml beside ansible_config.
+    "requirements": "",
     # Seconds an SSH reachability probe may take (preflight, per host, run concurrently).
     "ssh_timeout": 8,
 }
 
 
 def _offline(c: Context) -> list[CheckSpec]:
+    from blumeops_tasks.config import lint_strict
     from blumeops_tasks.hosts import checks
     from blumeops_tasks.hosts.project import project
 
-    return checks.offline_checks(c, project(c))
+    return checks.offline_checks(c, project(c), lint_strict(c))
 
 
 def _preflight(c: Context) -> list[CheckSpec]:
     """Every host in the inventory, every role of every playbook (`inv preflight`)."""
     from blumeops_tasks.hosts import checks
-    from blumeops_tasks.hosts.inventory import play_roles, playbook_for
+    from blumeops_tasks.hosts.inventory import ProjectError, playbook_for
     from blumeops_tasks.hosts.project import project
+    from blumeops_tasks.hosts.workflow import selected
 
     p = project(c)
     inv, problem = checks.inventory_or_failure(c, p)
-    roles: list[str] = []
     try:
-        roles = play_roles(playbook_for(p.playbooks, None, p.default_playbook))
-    except Exception:  # a missing site playbook shows up in `inv check`
+        roles = selected(c, p, playbook_for(p.playbooks, None, p.default_playbook), None, None).roles
+    except ProjectError:  # a default playbook Ansible cannot list shows up in `inv check`
         roles = []
     specs = checks.preflight_checks(c, p, inv, inv.hosts if inv else [], roles)
     return [*specs, problem] if problem else specs
 
 
-collection = Collection(NAME, tasks.preview, tasks.provision, tasks.run, tasks.status)
+def _targets(c: Context) -> list[str]:
+    """Every host of the inventory, as ansible-inventory lists it (cached); none when it cannot."""
+    from blumeops_tasks.hosts.inventory import ProjectError
+    from blumeops_tasks.hosts.project import load_inventory, project
+
+    try:
+        return list(load_inventory(c, project(c)).hosts)
+    except ProjectError:
+        return []
+
+
+collection = Collection(NAME, tasks.preview, tasks.provision, tasks.run, tasks.status, tasks.deps)
 
 LAYER = Layer(
     name=NAME,
@@ -66,6 +83,7 @@ LAYER = Layer(
     preflight_checks=_preflight,
     plan=deferred("blumeops_tasks.hosts.workflow:layer_plan"),
     apply_task="hosts.provision",
+    targets=_targets,
     defaults=DEFAULTS,
     secret_env=("BORG_PASSPHRASE",),
 )

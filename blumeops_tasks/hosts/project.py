@@ -7,12 +7,12 @@ ansible.cfg, so relative paths in it resolve the same for the operator and for t
 
 from __future__ import annotations
 
-import configparser
 import json
-import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.runners import Result
@@ -21,7 +21,12 @@ from blumeops_tasks import shell
 from blumeops_tasks.config import repo_path, repo_root, setting, state_dir
 from blumeops_tasks.hosts.inventory import Inventory, ProjectError
 
+if TYPE_CHECKING:
+    from blumeops_tasks.hosts.ask import Settings
+
 RESULTS_ENV = "BLUMEOPS_ANSIBLE_RESULTS"
+# The results callback shipped in the package (ansible_plugins/callback/blumeops_results.py).
+CALLBACK = "blumeops_results"
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,10 @@ class Project:
     ansible_inventory: str
     default_playbook: str
     ssh_timeout: float
+    # Collections and roles the playbooks need (ansible-galaxy's requirements.yml).
+    requirements: Path = Path("requirements.yml")
+    ansible_galaxy: str = "ansible-galaxy"
+    ansible_config_tool: str = "ansible-config"
     # Where file-keyed results (inventory, passing syntax checks) are cached; None: no cache.
     cache_dir: Path | None = None
 
@@ -45,58 +54,94 @@ class Project:
             return str(path)
 
 
+def _setting(c: Context, key: str, flag: object = None) -> Any:
+    """`blumeops.hosts.<key>`; the layer's default when a context was built without the hosts layer's
+    defaults (another layer's tasks or tests asking the hosts layer a question)."""
+    from blumeops_tasks.hosts.layer import DEFAULTS
+
+    configured = (c.config.get("blumeops") or {}).get("hosts") or {}
+    if flag is None and key not in configured and key in DEFAULTS:
+        return DEFAULTS[key]
+    return setting(c, f"hosts.{key}", flag)
+
+
 def project(c: Context, inventory: str | None = None) -> Project:
+    config = repo_path(c, _setting(c, "ansible_config"))
+    requirements = str(_setting(c, "requirements"))
     return Project(
         root=repo_root(c),
-        inventory=repo_path(c, setting(c, "hosts.inventory", inventory)),
-        playbooks=repo_path(c, setting(c, "hosts.playbooks")),
-        roles=repo_path(c, setting(c, "hosts.roles")),
-        config=repo_path(c, setting(c, "hosts.ansible_config")),
-        ansible_playbook=str(setting(c, "hosts.ansible_playbook")),
-        ansible_inventory=str(setting(c, "hosts.ansible_inventory")),
-        default_playbook=str(setting(c, "hosts.default_playbook")),
-        ssh_timeout=float(setting(c, "hosts.ssh_timeout")),
+        inventory=repo_path(c, _setting(c, "inventory", inventory)),
+        playbooks=repo_path(c, _setting(c, "playbooks")),
+        roles=repo_path(c, _setting(c, "roles")),
+        config=config,
+        ansible_playbook=str(_setting(c, "ansible_playbook")),
+        ansible_inventory=str(_setting(c, "ansible_inventory")),
+        requirements=repo_path(c, requirements) if requirements else config.parent / "requirements.yml",
+        ansible_galaxy=str(_setting(c, "ansible_galaxy")),
+        ansible_config_tool=str(_setting(c, "ansible_config_tool")),
+        default_playbook=str(_setting(c, "default_playbook")),
+        ssh_timeout=float(_setting(c, "ssh_timeout")),
         cache_dir=state_dir(c) / "cache" / "hosts",
     )
 
 
-def _ansible_cfg(p: Project) -> configparser.RawConfigParser:
-    """ansible.cfg as Ansible reads it (no interpolation); empty when it does not parse."""
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read(p.config, encoding="utf-8")
-    except configparser.Error:
-        return configparser.RawConfigParser()
-    return parser
+def base_env(p: Project) -> dict[str, str]:
+    """What every ansible command gets: the repo's ansible.cfg, no colour, and an inventory source
+    that does not parse is an error (Ansible's own parse error), never an empty inventory."""
+    return {
+        "ANSIBLE_CONFIG": str(p.config),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+        "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True",
+    }
 
 
-def ansible_control_path(p: Project) -> str:
-    """Ansible's ssh ControlPath for this project ("" when ansible.cfg sets one we cannot reproduce)."""
-    parser = _ansible_cfg(p)
-    section = "ssh_connection"
-    if os.environ.get("ANSIBLE_SSH_CONTROL_PATH") or not parser.has_section(section):
-        return ""
-    if parser.get(section, "control_path", fallback="") != "%(directory)s/%%C":
-        return ""
-    directory = os.environ.get("ANSIBLE_SSH_CONTROL_PATH_DIR") or parser.get(section, "control_path_dir", fallback="")
-    if not directory:
-        return ""
-    path = Path(directory).expanduser()
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError:
-        return ""
-    return f"{path}/%C"
+def plugin_dir(kind: str) -> Path:
+    """The package's own Ansible plugins of a kind (shipped inside blumeops_tasks, found by path)."""
+    return Path(__file__).resolve().parent / "ansible_plugins" / kind
 
 
-def ansible_strategy(p: Project) -> str:
-    """The strategy ansible-playbook will use: ANSIBLE_STRATEGY, else ansible.cfg, else Ansible's linear."""
-    configured = _ansible_cfg(p).get("defaults", "strategy", fallback="linear")
-    return os.environ.get("ANSIBLE_STRATEGY") or str(configured)
+def mitogen_strategy_dir() -> Path | None:
+    """Mitogen's stock strategy plugins (ansible_mitogen/plugins/strategy), when the extra is installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("ansible_mitogen")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "plugins" / "strategy"
+    return path if path.is_dir() else None
 
 
-def ansible_env(p: Project, results: Path | None = None) -> dict[str, str]:
-    env = {"ANSIBLE_CONFIG": str(p.config), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+def _joined(first: list[str], configured: list[str]) -> str:
+    return ":".join(dict.fromkeys([*first, *configured]))
+
+
+def plugin_env(configured: Settings) -> dict[str, str]:
+    """Our callback (and Mitogen's strategies, when installed) added to what ansible.cfg configures.
+
+    An ANSIBLE_* variable replaces the ansible.cfg value, so the configured paths and callbacks
+    (from Ansible's own config dump) are kept after ours.
+    """
+    env = {
+        "ANSIBLE_CALLBACK_PLUGINS": _joined(
+            [str(plugin_dir("callback"))], configured.paths("DEFAULT_CALLBACK_PLUGIN_PATH")
+        ),
+        "ANSIBLE_CALLBACKS_ENABLED": ",".join(
+            dict.fromkeys([CALLBACK, *(str(n) for n in configured.get("CALLBACKS_ENABLED") or [])])
+        ),
+    }
+    mitogen = mitogen_strategy_dir()
+    if mitogen is not None:
+        env["ANSIBLE_STRATEGY_PLUGINS"] = _joined([str(mitogen)], configured.paths("DEFAULT_STRATEGY_PLUGIN_PATH"))
+    return env
+
+
+def ansible_env(c: Context, p: Project, results: Path | None = None) -> dict[str, str]:
+    """The environment of a playbook run: base_env, our plugins, and where the callback writes."""
+    from blumeops_tasks.hosts import ask
+
+    env = {**base_env(p), **plugin_env(ask.settings(c, p))}
     if results is not None:
         env[RESULTS_ENV] = str(results)
     return env
@@ -133,7 +178,7 @@ def inventory_command(p: Project) -> str:
 
 def source_files(p: Project) -> list[Path]:
     """Everything a syntax check or an inventory parse reads."""
-    return [p.inventory, p.config, p.playbooks, p.roles, p.root / "callback_plugins"]
+    return [p.inventory, p.config, p.playbooks, p.roles]
 
 
 def load_inventory(c: Context, p: Project) -> Inventory:
@@ -146,15 +191,10 @@ def load_inventory(c: Context, p: Project) -> Inventory:
     key = cache.fingerprint([p.inventory, p.config], extra=[inventory_command(p)])
     if p.cache_dir is not None and (cached := cache.get(p.cache_dir, "inventory", key)) is not None:
         return Inventory.from_list_json(cached)
-    env = {
-        **ansible_env(p),
-        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
-        "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True",
-    }
-    result: Result = shell.run(c, inventory_command(p), env=env, hide=True, warn=True)
+    result: Result = shell.run(c, inventory_command(p), env=base_env(p), hide=True, warn=True)
     if result.exited != 0:
         raise ProjectError(
-            f"The inventory {p.rel(p.inventory)} does not parse: {last_line(result.stderr or result.stdout)}; "
+            f"The inventory {p.rel(p.inventory)} does not parse: {error_line(result.stderr or result.stdout)}; "
             f"fix it or point blumeops.hosts.inventory at a valid one."
         )
     try:
@@ -174,8 +214,21 @@ def last_line(text: str) -> str:
 
 
 def error_line(text: str) -> str:
-    """The first ERROR line ansible printed, else the last line."""
+    """The first ERROR line ansible printed (with the parser's reason for an inventory that does not
+    parse), else the last line."""
     for line in (text or "").splitlines():
         if "ERROR" in line:
-            return line.strip().removeprefix("[ERROR]:").strip()
+            message = line.strip().removeprefix("[ERROR]:").removeprefix("ERROR!").strip()
+            if "parse inventory" in message and (reason := _inventory_reason(text)):
+                message += f" ({reason.rstrip('.')})"
+            return message.rstrip(".")
     return last_line(text)
+
+
+def _inventory_reason(text: str) -> str:
+    """Why the inventory plugin meant for the file (yaml first, then ini) could not parse it."""
+    for plugin in ("yaml", "ini"):
+        match = re.search(rf"Failed to parse inventory with '{plugin}' plugin: (.+)", text)
+        if match:
+            return match.group(1).strip()
+    return ""

@@ -1,7 +1,8 @@
 """`hosts.status`: which probes to run on a host, the one shell script that runs them, and its verdicts.
 
-Probes come from each role's meta/blumeops.yml (`status:`), with values templated against the role
-defaults and the host's inventory variables. Pure functions; the task runs the script through fabric.
+Probes come from each role's meta/blumeops.yml (`status:`), with values templated by Ansible's own
+Templar against the role defaults and the host's inventory variables. The task runs the script
+through fabric.
 """
 
 from __future__ import annotations
@@ -46,17 +47,35 @@ class ProbeResult:
         }
 
 
+def _trusted(node: Any) -> Any:
+    """Our own files' values as templates Ansible may render (ansible-core 2.19 renders only trusted ones)."""
+    from ansible.template import trust_as_template
+
+    if isinstance(node, str):
+        return trust_as_template(node)
+    if isinstance(node, list):
+        return [_trusted(v) for v in node]
+    if isinstance(node, dict):
+        return {k: _trusted(v) for k, v in node.items()}
+    return node
+
+
+def templated(value: Any, variables: dict[str, Any]) -> Any:
+    """`value` rendered by Ansible's Templar with `variables` (themselves templates, as in a play)."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+
+    return Templar(loader=DataLoader(), variables=_trusted(variables)).template(_trusted(value))
+
+
 def probes(roles_dir: Path, roles: list[str], hostvars: dict[str, Any]) -> list[Probe]:
     """The probes of the given roles, templated with role defaults < host variables."""
-    from blumeops_tasks.hosts.render import resolve_vars
-
     found: list[Probe] = []
     for role in roles:
         entries = role_meta(roles_dir, role).get("status") or []
         if not entries:
             continue
-        variables = resolve_vars({**role_defaults(roles_dir, role), **hostvars, "__probes": entries})
-        for entry in variables["__probes"]:
+        for entry in templated(entries, {**role_defaults(roles_dir, role), **hostvars}):
             found.append(
                 Probe(
                     role=role,

@@ -73,7 +73,7 @@ def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
     from blumeops_tasks.hosts.layer import LAYER
 
     p, playbook = wf.selection(c, host, inventory)
-    _inv, hosts = wf.preflight(c, p, playbook, tags, limit)
+    hosts = wf.preflight(c, p, playbook, tags, limit)  # the hosts Ansible lists for this --limit
     what = host or "every host"
     with applying(
         c,
@@ -153,14 +153,17 @@ def status(c: Context, host: str = "", inventory: str | None = None, json: bool 
     """Are the services the host's roles manage running and answering on their ports? Exit 1 if not."""
     from blumeops_tasks.hosts import status as probing
     from blumeops_tasks.hosts import workflow as wf
-    from blumeops_tasks.hosts.inventory import ProjectError, play_roles, playbook_for
+    from blumeops_tasks.hosts.inventory import ProjectError, playbook_for
 
     if not host:
         console.fail("hosts.status needs --host=NAME.")
     p, inv, target = wf.ssh_target(c, host, inventory)
     try:
-        playbook = playbook_for(p.playbooks, host, p.default_playbook)
-        probes = probing.probes(p.roles, play_roles(playbook), inv.hostvars.get(host, {}))
+        # The host's own playbook when it has one, else the default one: the roles Ansible lists for it.
+        name = host if any((p.playbooks / f"{host}.{ext}").is_file() for ext in ("yml", "yaml")) else None
+        playbook = playbook_for(p.playbooks, name, p.default_playbook)
+        roles = wf.selected(c, p, playbook, None, host).roles
+        probes = probing.probes(p.roles, roles, inv.hostvars.get(host, {}))
     except ProjectError as exc:
         console.fail(str(exc))
     conn = wf.connection(target, p.ssh_timeout)
@@ -180,3 +183,39 @@ def status(c: Context, host: str = "", inventory: str | None = None, json: bool 
         )
     if not healthy:
         raise Exit(code=1)
+
+
+@task(help={"inventory": HELP_INVENTORY})
+def deps(c: Context, inventory: str | None = None) -> None:
+    """Install the collections and roles of requirements.yml with ansible-galaxy (needs the network
+    for Galaxy or git sources; local sources install offline)."""
+    from blumeops_tasks import shell
+    from blumeops_tasks.hosts import requirements
+    from blumeops_tasks.hosts.inventory import ProjectError
+    from blumeops_tasks.hosts.project import base_env, project
+
+    p = project(c, inventory)
+    if not p.requirements.is_file():
+        console.out(f"No {p.rel(p.requirements)}: nothing to install.")
+        return
+    try:
+        absent = requirements.missing(c, p)
+    except ProjectError as exc:
+        console.fail(str(exc))
+    if not absent:
+        console.out(f"Everything in {p.rel(p.requirements)} is installed.", style="green")
+        return
+    console.out(f"Installing {requirements.describe(absent)} from {p.rel(p.requirements)} (ansible-galaxy).")
+    result = shell.run(c, requirements.install_command(p), env=base_env(p), hide=True, warn=True)
+    if result.exited != 0:
+        network, reason = requirements.galaxy_failure((result.stderr or "") + (result.stdout or ""))
+        if network:
+            console.fail(
+                f"ansible-galaxy could not reach the network to install {requirements.describe(absent)} "
+                f"({reason}); run `inv hosts.deps` again with network access, or point those entries at local sources."
+            )
+        console.fail(f"ansible-galaxy install -r {p.rel(p.requirements)} failed: {reason}.")
+    still = requirements.missing(c, p)
+    if still:
+        console.fail(f"ansible-galaxy finished but Ansible still does not find {requirements.describe(still)}.")
+    console.out(f"Installed {requirements.describe(absent)}.", style="green")

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,24 +18,9 @@ from invoke.context import Context
 from blumeops_tasks import console, shell
 from blumeops_tasks import preflight as runner
 from blumeops_tasks.config import setting
-from blumeops_tasks.hosts import callback_parse, checks
-from blumeops_tasks.hosts.inventory import (
-    Inventory,
-    ProjectError,
-    SshTarget,
-    play_patterns,
-    play_roles,
-    playbook_for,
-)
-from blumeops_tasks.hosts.project import (
-    Project,
-    ansible_env,
-    error_line,
-    load_inventory,
-    playbook_command,
-    project,
-    source_files,
-)
+from blumeops_tasks.hosts import ask, callback_parse, checks, house_rules
+from blumeops_tasks.hosts.inventory import Inventory, ProjectError, SshTarget, playbook_for
+from blumeops_tasks.hosts.project import Project, ansible_env, error_line, load_inventory, playbook_command, project
 from blumeops_tasks.plan import LayerPlan
 
 if TYPE_CHECKING:
@@ -60,34 +46,36 @@ def selection(c: Context, host: str | None, inventory: str | None) -> tuple[Proj
         console.fail(str(exc))
 
 
-def targets(p: Project, inv: Inventory, playbook: Path, limit: str | None) -> list[str]:
-    hosts = inv.targets(play_patterns(playbook), limit)
+@dataclass(frozen=True)
+class Selection:
+    """What a run of a playbook with --tags/--limit touches, as Ansible lists it."""
+
+    hosts: list[str]
+    roles: list[str]
+
+
+def selected(c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None) -> Selection:
+    """Ask Ansible which hosts and roles the run selects; a playbook or inventory Ansible cannot read,
+    a --limit that leaves no host, or a --tags that no task carries is a ProjectError (one sentence)."""
+    plays = ask.listing(c, p, [playbook], limit=limit)
+    hosts = ask.touched_hosts(plays)
     if not hosts:
-        console.fail(
-            f"No inventory host matches {p.rel(playbook)}"
-            + (f" with --limit {limit}" if limit else "")
-            + f" (inventory {p.rel(p.inventory)} has: {', '.join(inv.hosts) or 'no hosts'})."
+        raise ProjectError(
+            f"No inventory host matches {p.rel(playbook)}" + (f" with --limit {limit}" if limit else "") + "."
         )
-    return hosts
-
-
-def syntax_error(c: Context, p: Project, playbook: Path) -> str | None:
-    """None when the playbook passes --syntax-check, else one sentence.
-
-    A pass is cached, keyed by every file the check reads; a failure is always re-checked.
-    """
-    from blumeops_tasks.hosts import cache
-
-    command = playbook_command(p, playbook, mode="syntax")
-    key = cache.fingerprint(source_files(p), extra=[command])
-    if p.cache_dir is not None and cache.get(p.cache_dir, f"syntax-{playbook.stem}", key) is not None:
-        return None
-    result = shell.run(c, command, env=ansible_env(p), hide=True, warn=True)
-    if result.exited == 0:
-        if p.cache_dir is not None:
-            cache.put(p.cache_dir, f"syntax-{playbook.stem}", key, {"passed": True})
-        return None
-    return f"{p.rel(playbook)} fails --syntax-check: {error_line(result.stderr or result.stdout)}"
+    known_roles = set(house_rules.roles(p.roles))
+    if not tags:
+        return Selection(hosts, list(dict.fromkeys(r for play in plays for r in play.roles(known_roles))))
+    unknown = ask.unknown_tags(tags, ask.all_tags(plays))
+    if unknown:
+        known = ", ".join(sorted(ask.all_tags(plays) - {"always"})) or "none"
+        raise ProjectError(
+            f"--tags {','.join(unknown)} matches no task in {p.rel(playbook)} (its tags: {known}); "
+            f"nothing would run, so nothing is previewed or applied."
+        )
+    # The roles whose tasks the tags select (not those that only run their `always` tasks).
+    tagged = ask.listing(c, p, [playbook], limit=limit, tags=tags, skip_tags="always")
+    return Selection(hosts, list(dict.fromkeys(r for play in tagged for r in play.roles(known_roles))))
 
 
 def check_run(
@@ -97,7 +85,7 @@ def check_run(
     with results_file() as results:
         command = playbook_command(p, playbook, mode="check", tags=tags, limit=limit)
         with console.status(f"Previewing {p.rel(playbook)} (--check --diff)"):
-            result = shell.run(c, command, env=ansible_env(p, results), hide=True, warn=True)
+            result = shell.run(c, command, env=ansible_env(c, p, results), hide=True, warn=True)
         doc = callback_parse.load(results)
     note = (
         f"{p.rel(playbook)} --check --diff"
@@ -118,10 +106,12 @@ def check_run(
 def preview_plan(
     c: Context, p: Project, playbook: Path, tags: str | None = None, limit: str | None = None
 ) -> LayerPlan:
-    """Syntax check, then check mode; any ansible error becomes the plan's error (exit 1)."""
-    problem = syntax_error(c, p, playbook)
-    if problem:
-        return LayerPlan(NAME, error=problem)
+    """Ansible's listing (the playbook parses, --limit and --tags select something), then check mode;
+    any ansible error becomes the plan's error (exit 1)."""
+    try:
+        selected(c, p, playbook, tags, limit)
+    except ProjectError as exc:
+        return LayerPlan(NAME, error=str(exc))
     plan, _doc = check_run(c, p, playbook, tags, limit)
     return plan
 
@@ -136,41 +126,36 @@ def layer_plan(c: Context) -> LayerPlan:
     return preview_plan(c, p, playbook)
 
 
-def preflight(
-    c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None
-) -> tuple[Inventory, list[str]]:
-    """Ansible version and syntax check run while the inventory loads; then each targeted host over
-    SSH (concurrently, each with a timeout) and the roles' secrets.
+def preflight(c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None) -> list[str]:
+    """Ansible's version, strategy and requirements checked while Ansible lists what the run selects;
+    then each selected host over SSH (concurrently, each with a timeout) and the selected roles' secrets.
 
-    Any failure stops here, before any play runs, with one sentence per failed check.
+    Any failure stops here, before any play runs, with one sentence per failed check. Returns the hosts.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    def syntax() -> runner.Outcome:
-        problem = syntax_error(c, p, playbook)
-        return runner.failed(problem, "fix the playbook") if problem else runner.ok(f"{p.rel(playbook)} passes syntax")
-
-    early = [
-        runner.CheckSpec(NAME, "ansible-playbook", lambda: checks.ansible_version(c, p)),
-        runner.CheckSpec(NAME, "syntax", syntax, timeout=60),
-    ]
     timeout = float(setting(c, "preflight_timeout"))
     with console.status("Preflight"), ThreadPoolExecutor(max_workers=1) as pool:
+        early = [s for s in checks.preflight_checks(c, p, None, [], []) if s.name != "secrets"]
         first = pool.submit(runner.run_checks, early, timeout)
         try:
+            chosen = selected(c, p, playbook, tags, limit)
             inv = load_inventory(c, p)
         except ProjectError as exc:
+            first.result()
             console.fail(str(exc))
-        hosts = targets(p, inv, playbook, limit)
-        roles = play_roles(playbook, tags)
-        later = [s for s in checks.preflight_checks(c, p, inv, hosts, roles) if s.name != "ansible-playbook"]
+        later = [
+            s
+            for s in checks.preflight_checks(c, p, inv, chosen.hosts, chosen.roles)
+            if s.name.startswith("ssh ") or s.name == "secrets"
+        ]
         results = first.result() + runner.run_checks(later, default_timeout=timeout)
     failures = [r for r in results if r.status == "fail"]
     if failures:
         runner.render("Preflight", results)
         fixes = "; ".join(dict.fromkeys(r.fix for r in failures if r.fix))
         console.fail(f"Preflight failed: {'; '.join(r.detail for r in failures)} ({fixes}).")
-    return inv, hosts
+    return chosen.hosts
 
 
 def apply_playbook(
@@ -178,7 +163,7 @@ def apply_playbook(
 ) -> tuple[int, dict[str, Any] | None]:
     with results_file() as results:
         command = playbook_command(p, playbook, mode="apply", tags=tags, limit=limit)
-        result = shell.run(c, command, env=ansible_env(p, results), hide=False, warn=True)
+        result = shell.run(c, command, env=ansible_env(c, p, results), hide=False, warn=True)
         return result.exited, callback_parse.load(results)
 
 

@@ -104,25 +104,35 @@ def target(c: Context) -> pulumi_cli.Target:
     )
 
 
-def inventory_hosts(path: Path) -> set[str]:
-    """Every host name in an Ansible YAML inventory (all groups); a directory means its *.yml files."""
-    import yaml
+def declared_stacks(c: Context) -> list[str]:
+    """The stack the layer applies (the layer's target in `inv pending`); none when none is chosen."""
+    if not repo_path(c, setting(c, "tailnet.dir")).is_dir():
+        return []
+    stack = target(c).stack
+    return [stack] if stack else []
 
-    files = sorted([*path.glob("*.yml"), *path.glob("*.yaml")]) if path.is_dir() else [path]
-    hosts: set[str] = set()
 
-    def walk(node: Any) -> None:
-        if not isinstance(node, Mapping):
-            return
-        for key, value in node.items():
-            if key == "hosts" and isinstance(value, Mapping):
-                hosts.update(str(name) for name in value)
-            elif isinstance(value, Mapping):
-                walk(value)
+def inventory_hosts(c: Context, path: Path) -> set[str] | Outcome | None:
+    """Every host of the Ansible inventory at `path`, as `ansible-inventory --list` reports it (the
+    hosts layer's cached reader); None when it is missing; an Outcome when Ansible cannot answer."""
+    if not path.exists():
+        return None
+    from invoke.context import Context as Runner
 
-    for file in files:
-        walk(yaml.safe_load(file.read_text(encoding="utf-8")))
-    return hosts
+    from blumeops_tasks.hosts.inventory import ProjectError
+    from blumeops_tasks.hosts.project import load_inventory, project
+
+    p = project(c, str(path))
+    if not shell.which(p.ansible_inventory):
+        return skipped(
+            f"{p.ansible_inventory} is not installed, so the devices cannot be checked against the inventory",
+            "pip install -e . (ansible-core)",
+        )
+    # A read-only local query: always run for real (a MockContext here stands in for pulumi's commands).
+    try:
+        return set(load_inventory(Runner(config=c.config), p).hosts)
+    except ProjectError as exc:
+        return failed(str(exc), "fix the inventory (hosts layer) so the devices can be checked against it")
 
 
 # --- pure verdicts --------------------------------------------------------------------------------
@@ -257,7 +267,9 @@ def offline_checks(c: Context) -> list[CheckSpec]:
         report = mock().report
         if report is None:
             return skipped("the program did not run under mocks (see program under mocks)")
-        hosts = inventory_hosts(conf.inventory) if conf.inventory.exists() else None
+        hosts = inventory_hosts(c, conf.inventory)
+        if isinstance(hosts, Outcome):
+            return hosts
         return devices_outcome(program_check.looked_up_devices(report), hosts, conf.inventory, conf.strict)
 
     def lockout() -> Outcome:

@@ -42,6 +42,7 @@ LAYER = Layer(
     preflight_checks=deferred("blumeops_tasks.tailnet.checks:preflight_checks"),
     plan=deferred("blumeops_tasks.tailnet.workflow:preview_plan"),
     apply_task="tailnet.up",
+    targets=deferred("blumeops_tasks.tailnet.checks:declared_stacks"),
     defaults=DEFAULTS,
     secret_env=("TAILSCALE_API_KEY", "TAILSCALE_OAUTH_CLIENT_SECRET", "PULUMI_CONFIG_PASSPHRASE"),
     env=(

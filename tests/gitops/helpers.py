@@ -24,7 +24,7 @@ GIT_IDENTITY = {
 
 INITIAL_FILES = {
     "README.md": "# blumeops\n",
-    "ansible.cfg": "[defaults]\ninventory = inventory/hosts.yml\n",
+    "ansible.cfg": "[defaults]\ninventory = inventory/hosts.yml\nroles_path = roles\n",
     "inventory/hosts.yml": "all:\n  hosts:\n    indri: {}\n    sifaka: {}\n",
     "inventory/host_vars/indri.yml": "caddy_port: 443\n",
     "playbooks/indri.yml": "- hosts: indri\n  roles:\n    - caddy\n    - role: borgmatic\n",

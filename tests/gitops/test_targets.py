@@ -1,4 +1,7 @@
-"""Path -> layer/target mapping and the apply commands, on plain data and on crafted repo files."""
+"""Path -> layer/target mapping and the apply commands, on plain data and on crafted repo files.
+
+The hosts index is Ansible's answer (tests/hosts/test_offline.py runs it on the homelab fixture);
+here it is plain data, in the repo's layout and in an adopted `ansible/...` one."""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from blumeops_tasks.gitops.targets import (
     map_path,
     map_paths,
     read_argo_index,
-    read_hosts_index,
 )
 
 LAYERS = (
@@ -22,8 +24,10 @@ LAYERS = (
 )
 HOSTS = HostsIndex(
     role_hosts={"caddy": ("indri", "sifaka"), "node_exporter": ("sifaka",)},
-    playbook_hosts={"playbooks/indri.yml": ("indri",)},
+    playbook_hosts={"playbooks/indri.yml": ("indri",), "playbooks/site.yml": ("indri", "sifaka", "gilbert")},
     group_hosts={"macos": ("gilbert", "indri"), "all": ("gilbert", "indri", "sifaka")},
+    hosts=frozenset({"gilbert", "indri", "sifaka"}),
+    host_playbooks=frozenset({"indri"}),
 )
 ARGO = ArgoIndex({"argocd/manifests/caddy": "caddy", "argocd/apps": "root"}, frozenset({"argocd/root.yaml"}))
 
@@ -36,6 +40,7 @@ def hit(path: str) -> tuple[str | None, str, str, tuple[str, ...]]:
 def test_shapes() -> None:
     assert hit("roles/caddy/templates/Caddyfile.j2") == ("hosts", "role", "caddy", ("indri", "sifaka"))
     assert hit("roles/unused/tasks/main.yml") == ("hosts", "role", "unused", ())
+    assert hit("inventory/host_vars/tern.yml") == ("hosts", "host", "tern", ())  # not an inventory host
     assert hit("inventory/host_vars/indri.yml") == ("hosts", "host", "indri", ("indri",))
     assert hit("inventory/host_vars/gilbert/vault.yml") == ("hosts", "host", "gilbert", ("gilbert",))
     assert hit("inventory/group_vars/macos.yml") == ("hosts", "host", "macos", ("gilbert", "indri"))
@@ -66,11 +71,11 @@ def test_commands_narrowest_covering_every_change() -> None:
         HOSTS,
         ARGO,
     )
-    assert commands(hits, LAYERS) == {
+    assert commands(hits, LAYERS, HOSTS) == {
         "tailnet": ["inv tailnet.up"],
         "hosts": [
-            "inv hosts.provision --host=indri",
-            "inv hosts.provision --host=sifaka --tags caddy,node_exporter",
+            "inv hosts.provision --host=indri",  # indri has playbooks/indri.yml
+            "inv hosts.provision --limit=sifaka --tags caddy,node_exporter",  # the default playbook, narrowed
         ],
         "argocd": ["inv argocd.sync --app=caddy", "inv argocd.sync --app=root"],
     }
@@ -91,20 +96,30 @@ def write(root: Path, files: dict[str, str]) -> None:
         (root / rel).write_text(text, encoding="utf-8")
 
 
-def test_readers_on_crafted_files(tmp_path: Path) -> None:
+def test_an_adopted_layout_maps_by_its_configured_directories() -> None:
+    layers = (LayerInfo("hosts", ("ansible/roles/", "ansible/playbooks/", "ansible/inventory/"), "hosts.provision"),)
+    index = HostsIndex(
+        role_hosts={"motd": ("indri", "ringtail", "sifaka", "tern")},
+        playbook_hosts={"ansible/playbooks/linux.yml": ("sifaka", "ringtail"), "ansible/playbooks/site.yml": ()},
+        hosts=frozenset({"gilbert", "indri", "ringtail", "sifaka", "tern"}),
+        roles_dir="ansible/roles",
+        playbooks_dir="ansible/playbooks",
+        inventory_dir="ansible/inventory",
+        default_playbook="ansible/playbooks/site.yml",
+    )
+    hits = map_paths(["ansible/playbooks/linux.yml", "ansible/inventory/host_vars/tern.yml"], layers, index, ARGO)
+    assert [(h.kind, h.hosts) for h in hits] == [("host", ("tern",)), ("host", ("sifaka", "ringtail"))]
+    assert commands(hits, layers, index) == {"hosts": ["inv hosts.provision --limit=ringtail,sifaka,tern"]}
+    assert map_path("ansible/playbooks/site.yml", layers, index, ARGO).kind == "layer"
+    broken = HostsIndex(error="Ansible cannot list the hosts: boom", roles_dir="ansible/roles")
+    hit_ = map_path("ansible/roles/motd/tasks/main.yml", layers, broken, ARGO)
+    assert (hit_.kind, hit_.note) == ("layer", "Ansible cannot list the hosts: boom")
+
+
+def test_argo_reader_on_crafted_files(tmp_path: Path) -> None:
     write(
         tmp_path,
         {
-            "playbooks/indri.yml": "- hosts: indri\n  roles:\n    - caddy\n    - role: backup\n      tags: [b]\n",
-            "playbooks/web.yml": "- hosts: web:sifaka\n  roles: [{name: caddy}]\n",
-            "playbooks/site.yml": "- ansible.builtin.import_playbook: indri.yml\n",
-            "playbooks/broken.yml": "- hosts: [unclosed\n",
-            "roles/backup/meta/main.yml": "dependencies:\n  - role: common\n",
-            "roles/common/meta/main.yml": "dependencies: []\n",
-            "inventory/hosts.yml": (
-                "all:\n  children:\n    macos:\n      hosts:\n        indri: {}\n"
-                "    linux:\n      hosts:\n        sifaka: {}\n"
-            ),
             "argocd/root.yaml": (
                 "kind: Application\nmetadata: {name: blumeops}\nspec:\n  source: {path: argocd/apps}\n"
             ),
@@ -116,15 +131,6 @@ def test_readers_on_crafted_files(tmp_path: Path) -> None:
             ),
         },
     )
-    hosts = read_hosts_index(tmp_path)
-    assert dict(hosts.role_hosts) == {
-        "caddy": ("indri", "sifaka", "web"),
-        "backup": ("indri",),
-        "common": ("indri",),  # through backup's dependency
-    }
-    assert dict(hosts.playbook_hosts) == {"playbooks/indri.yml": ("indri",), "playbooks/web.yml": ("web", "sifaka")}
-    assert hosts.group_hosts["macos"] == ("indri",)
-    assert hosts.group_hosts["all"] == ("indri", "sifaka")
     argo = read_argo_index(tmp_path)
     assert dict(argo.app_paths) == {"argocd/apps": "blumeops", "argocd/manifests/caddy": "caddy"}
     assert argo.manifests == frozenset({"argocd/root.yaml", "argocd/apps/caddy.yaml", "argocd/apps/ext.yaml"})

@@ -3,117 +3,54 @@
 from __future__ import annotations
 
 import json
-import plistlib
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from invoke.context import MockContext
+from invoke.context import Context, MockContext
 from invoke.runners import Result
 
-from blumeops_tasks.hosts import callback_parse, render
+from blumeops_tasks.hosts import ask, callback_parse, house_rules
 from blumeops_tasks.hosts import status as probing
-from blumeops_tasks.hosts.inventory import (
-    Inventory,
-    ProjectError,
-    SshTarget,
-    play_patterns,
-    play_roles,
-    playbook_for,
-    ssh_command,
-)
+from blumeops_tasks.hosts.inventory import Inventory, ProjectError, SshTarget, playbook_for, root_playbooks, ssh_command
 from blumeops_tasks.hosts.project import Project, playbook_command
 from tests.conftest import REPO, clean_environ, require_tool, run_inv
 
 DATA = Path(__file__).parent / "data"
 ROLES = REPO / "roles"
 ROLE_NAMES = ["borgmatic", "caddy", "node_exporter"]
-SAMPLE = {
-    "caddy_sites": [
-        {"name": "a", "address": "a.example", "backends": ["127.0.0.1:1"], "tls": "internal", "headers": {"X-A": "b"}}
-    ],
-    "borgmatic_source_directories": ["/srv"],
-    "borgmatic_repositories": [{"path": "/backup/repo", "label": "local"}],
-}
+FIXTURE = REPO / "tests" / "fixtures" / "homelab"
 
 
 # -- roles -----------------------------------------------------------------------------------------
 
 
 def test_roles_present() -> None:
-    assert render.roles(ROLES) == ROLE_NAMES
+    assert house_rules.roles(ROLES) == ROLE_NAMES
 
 
 @pytest.mark.parametrize("role", ROLE_NAMES)
-def test_argument_specs_match_defaults(role: str) -> None:
-    assert render.spec_mismatches(ROLES / role) == []
+def test_house_rules_hold_for_the_repos_roles(role: str) -> None:
+    assert house_rules.spec_findings(ROLES / role) == []
+    assert house_rules.header_findings(ROLES / role) == []
 
 
-def test_argument_spec_drift_is_caught(tmp_path: Path) -> None:
+def test_argument_spec_drift_and_missing_spec_are_findings(tmp_path: Path) -> None:
     copy = tmp_path / "caddy"
     shutil.copytree(ROLES / "caddy", copy)
     defaults = yaml.safe_load((copy / "defaults/main.yml").read_text())
     defaults["caddy_http_port"] = 8080
     defaults["caddy_new_option"] = "x"
     (copy / "defaults/main.yml").write_text(yaml.safe_dump(defaults))
-    problems = render.spec_mismatches(copy)
-    assert "caddy: caddy_http_port default differs between defaults and argument_specs" in problems
-    assert "caddy: caddy_new_option is in defaults but not in argument_specs" in problems
-
-
-@pytest.mark.parametrize("role", ROLE_NAMES)
-@pytest.mark.parametrize("platform", ["debian", "macos"])
-def test_templates_render_with_header(role: str, platform: str) -> None:
-    assert render.template_problems(ROLES / role, platform, SAMPLE) == []
-
-
-@pytest.mark.parametrize("role", ROLE_NAMES)
-def test_launchd_plists_are_valid_property_lists(role: str) -> None:
-    plists = [r for r in render.render_role(ROLES / role, "macos", SAMPLE) if r.template.endswith(".plist.j2")]
-    assert plists, f"{role} has no launchd plist"
-    for item in plists:
-        data = plistlib.loads(item.text.encode())
-        assert data["Label"].startswith("me.eblu.")
-        assert data["ProgramArguments"][0].startswith("/opt/homebrew/bin/")
-
-
-def test_broken_plist_is_reported(tmp_path: Path) -> None:
-    copy = tmp_path / "caddy"
-    shutil.copytree(ROLES / "caddy", copy)
-    plist = copy / "templates/caddy.plist.j2"
-    plist.write_text(plist.read_text().replace("</dict>\n</plist>", "</plist>"))
-    problems = render.template_problems(copy, "macos")
-    assert any("caddy.plist.j2 (macos): not a valid property list" in p for p in problems), problems
-
-
-def test_rendered_caddyfile_passes_caddy_validate(tmp_path: Path) -> None:
-    caddy = require_tool("caddy")
-    caddyfile = next(r for r in render.render_role(ROLES / "caddy", "debian", SAMPLE) if r.template == "Caddyfile.j2")
-    path = tmp_path / "Caddyfile"
-    path.write_text(caddyfile.text)
-    result = subprocess.run(
-        [caddy, "validate", "--adapter", "caddyfile", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env=clean_environ(tmp_path),
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-
-
-def test_rendered_borgmatic_config_passes_borgmatic(tmp_path: Path) -> None:
-    borgmatic = require_tool("borgmatic")
-    config = next(
-        r for r in render.render_role(ROLES / "borgmatic", "debian", SAMPLE) if r.template == "config.yaml.j2"
-    )
-    path = tmp_path / "config.yaml"
-    path.write_text(config.text)
-    result = subprocess.run(
-        [borgmatic, "config", "validate", "--config", str(path)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    findings = house_rules.spec_findings(copy)
+    assert "caddy: caddy_http_port default differs between defaults and argument_specs" in findings
+    assert "caddy: caddy_new_option is in defaults but not in argument_specs" in findings
+    (copy / "meta/argument_specs.yml").unlink()
+    assert house_rules.spec_findings(copy)[0] == "caddy: no meta/argument_specs.yml"
+    (copy / "templates/Caddyfile.j2").write_text("{{ caddy_admin_address }}\n")
+    assert house_rules.header_findings(copy) == ["caddy/Caddyfile.j2: no ansible_managed header"]
 
 
 def test_ansible_lint_production_profile(tmp_path: Path) -> None:
@@ -142,13 +79,16 @@ def test_inv_check_hosts_passes(tmp_path: Path) -> None:
     result = run_inv("check", "--layer=hosts", "--json", env=clean_environ(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     names = {c["name"]: c["status"] for c in json.loads(result.stdout)["checks"]}
-    assert names["inventory parses"] == "ok"
-    assert names["syntax indri.yml"] == "ok"
-    assert names["argument specs = defaults"] == "ok"
-    assert names["templates render"] == "ok"
+    assert names == {
+        "inventory parses": "ok",
+        "requirements installed": "ok",
+        "argument specs = defaults": "ok",
+        "ansible_managed headers": "ok",
+        "syntax site.yml": "ok",  # one check per playbook graph: site.yml imports the host playbooks
+    }
 
 
-def test_inv_check_fails_on_a_broken_playbook(tmp_path: Path) -> None:
+def test_inv_check_fails_on_a_broken_playbook_once_per_graph(tmp_path: Path) -> None:
     playbooks = tmp_path / "playbooks"
     shutil.copytree(REPO / "playbooks", playbooks)
     (playbooks / "indri.yml").write_text("- hosts: indri\n  roles:\n    - role: no_such_role\n")
@@ -156,8 +96,87 @@ def test_inv_check_fails_on_a_broken_playbook(tmp_path: Path) -> None:
     result = run_inv("check", "--layer=hosts", "--json", env=env)
     assert result.returncode == 1
     failed = [c for c in json.loads(result.stdout)["checks"] if c["status"] == "fail"]
-    assert [c["name"] for c in failed] == ["syntax indri.yml", "syntax site.yml"]
+    assert [c["name"] for c in failed] == ["syntax site.yml"]
     assert "no_such_role" in failed[0]["detail"]
+
+
+def test_a_broken_inventory_is_reported_with_ansibles_parse_error(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yml").write_text("all:\n  hosts:\n    indri: [\n")
+    env = clean_environ(tmp_path, {"INVOKE_BLUMEOPS_HOSTS_INVENTORY": str(inventory)})
+    result = run_inv("check", "--layer=hosts", "--json", env=env)
+    assert result.returncode == 1
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["inventory parses"]["status"] == "fail"
+    assert "YAML parsing failed" in checks["inventory parses"]["detail"]
+    preview = run_inv("hosts.preview", "--host=indri", "--json", env=env)
+    assert preview.returncode == 1
+    error = json.loads(preview.stdout)["layers"][0]["error"]
+    assert "YAML parsing failed" in error
+    assert "no inventory host matched" not in error
+
+
+def test_a_tag_no_task_carries_is_an_error_naming_it(tmp_path: Path) -> None:
+    result = run_inv("hosts.preview", "--host=indri", "--tags=caddy,nosuchtag", "--json", env=clean_environ(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    error = json.loads(result.stdout)["layers"][0]["error"]
+    assert error.startswith("--tags nosuchtag matches no task in playbooks/indri.yml")
+    assert "caddy_configure" in error  # the tags that exist are named
+
+
+def fixture_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "homelab"
+    shutil.copytree(FIXTURE, root)
+    return root
+
+
+def test_the_homelab_fixture_passes_inv_check_as_it_is(tmp_path: Path) -> None:
+    """ansible/... layout, `hosts: linux:!gilbert`, a run-time set_fact feeding a template, a role
+    without meta/argument_specs.yml, a requirements.yml: warnings, never failures."""
+    root = fixture_copy(tmp_path)
+    env = clean_environ(tmp_path)
+    result = run_inv("check", "--layer=hosts", "--json", env=env, cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["syntax site.yml"]["status"] == "ok"
+    assert set(checks) == {
+        "inventory parses",
+        "requirements installed",
+        "argument specs = defaults",
+        "ansible_managed headers",
+        "syntax site.yml",
+    }
+    assert checks["argument specs = defaults"]["status"] == "warn"
+    assert "motd: no meta/argument_specs.yml" in checks["argument specs = defaults"]["detail"]
+    assert checks["requirements installed"]["status"] == "warn"
+    assert "collection homelab.tools" in checks["requirements installed"]["detail"]
+    strict = run_inv("check", "--layer=hosts", "--json", env={**env, "INVOKE_BLUMEOPS_LINT_STRICT": "1"}, cwd=root)
+    assert strict.returncode == 1  # a house rule fails only when the repo asks for it
+    # `inv hosts.deps` installs the local collection offline; then nothing is missing.
+    deps = run_inv("hosts.deps", env=env, cwd=root)
+    assert deps.returncode == 0, deps.stdout + deps.stderr
+    assert (root / "ansible/collections/ansible_collections/homelab/tools/MANIFEST.json").is_file()
+    again = run_inv("check", "--layer=hosts", "--json", env=env, cwd=root)
+    checks = {c["name"]: c["status"] for c in json.loads(again.stdout)["checks"]}
+    assert checks["requirements installed"] == "ok"
+
+
+def test_deps_without_the_network_says_so_in_one_sentence(tmp_path: Path) -> None:
+    root = fixture_copy(tmp_path)
+    (root / "ansible/requirements.yml").write_text(
+        "roles:\n  - src: git+http://127.0.0.1:9/homelab/ansible-role-base.git\n    name: base\n"
+    )
+    env = clean_environ(tmp_path)
+    check = run_inv("check", "--layer=hosts", "--json", env=env, cwd=root)
+    assert {c["name"]: c["detail"] for c in json.loads(check.stdout)["checks"]}["requirements installed"] == (
+        "not installed from ansible/requirements.yml: role base"
+    )
+    result = run_inv("hosts.deps", env=env, cwd=root)
+    assert result.returncode == 1
+    assert "could not reach the network" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
 
 
 # -- callback JSON -> plan -------------------------------------------------------------------------
@@ -207,7 +226,147 @@ def test_missing_results_file_is_an_error(tmp_path: Path) -> None:
     assert callback_parse.to_plan(None).error == "ansible-playbook stopped before any play ran (no results written)"
 
 
-# -- inventory, playbooks, command lines -----------------------------------------------------------
+# -- what we ask Ansible ----------------------------------------------------------------------------
+
+LISTING = """
+playbook: playbooks/site.yml
+
+  play #1 (linux:!gilbert): Linux machines except gilbert\tTAGS: []
+    pattern: ['linux:!gilbert']
+    hosts (2):
+      sifaka
+      ringtail
+    tasks:
+      Read the monitoring token\tTAGS: [always]
+      motd : Motd | message of the day\tTAGS: [motd]
+      TASK TAGS: [always, motd]
+
+  play #2 (macos): Macs\tTAGS: []
+    pattern: ['macos']
+    hosts (0):
+    tasks:
+      motd : Motd | message of the day\tTAGS: [motd]
+      Not a role : only a task name with a colon\tTAGS: []
+      TASK TAGS: [motd]
+"""
+
+
+def test_listing_is_parsed_as_ansible_printed_it() -> None:
+    linux, macos = ask.parse_listing(LISTING)
+    assert (linux.playbook, linux.name, linux.pattern) == (
+        "playbooks/site.yml",
+        "Linux machines except gilbert",
+        "linux:!gilbert",
+    )
+    assert linux.hosts == ("ringtail", "sifaka")  # printed from a set by Ansible: sorted
+    assert linux.roles() == ["motd"]
+    assert macos.hosts == ()
+    assert macos.roles({"motd"}) == ["motd"]  # "Not a role" is no role directory
+    assert ask.touched_hosts([linux, macos]) == ["ringtail", "sifaka"]
+    assert ask.unknown_tags("motd,always,nosuch", ask.all_tags([linux, macos])) == ["nosuch"]
+
+
+PATTERNS = [
+    "all",
+    "*",
+    "linux",
+    "macos",
+    "linux:!gilbert",
+    "linux,macos",
+    "linux:&backup",
+    "backup:!macos",
+    "all:!linux",
+    "macos[0]",
+    "macos[0:1]",
+    "linux[-1]",
+    "linux[1:]",
+    "~(in|si).*",
+    "~^t",
+    "g*",
+    "*a*",
+    "indri,sifaka",
+    "nosuch",
+    "backup:&linux:!sifaka",
+]
+
+
+def ansible_list_hosts(root: Path, pattern: str, env: dict[str, str]) -> list[str]:
+    """`ansible PATTERN --list-hosts` (the ad-hoc CLI, not the library's playbook listing)."""
+    result = subprocess.run(
+        ["ansible", pattern, "-i", "ansible/inventory", "--list-hosts"],
+        cwd=root,
+        env={**env, "ANSIBLE_CONFIG": str(root / "ansible/ansible.cfg")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = result.stdout.splitlines()
+    if not lines or "hosts (0)" in lines[0]:
+        return []
+    assert result.returncode == 0, result.stderr
+    return [line.strip() for line in lines[1:] if line.strip()]
+
+
+def fixture_context(root: Path) -> tuple[Context, Project]:
+    from invoke.config import Config
+
+    from blumeops_tasks.hosts.project import project
+    from blumeops_tasks.namespace import build_namespace
+
+    blumeops = dict(build_namespace(root).configuration()["blumeops"])
+    settings = yaml.safe_load((root / "invoke.yaml").read_text())["blumeops"]
+    blumeops["hosts"] = {**blumeops["hosts"], **settings["hosts"]}
+    blumeops.update(root=str(root), state_dir=str(root / ".blumeops"))
+    c = Context(Config(overrides={"blumeops": blumeops}))
+    return c, project(c)
+
+
+def test_the_library_targets_exactly_the_hosts_ansible_lists(tmp_path: Path) -> None:
+    require_tool("ansible")
+    root = fixture_copy(tmp_path)
+    env = clean_environ(tmp_path)
+    c, p = fixture_context(root)
+    ours = ask.hosts_for(c, p, PATTERNS)
+    for pattern in PATTERNS:
+        assert sorted(ours[pattern]) == sorted(ansible_list_hosts(root, pattern, env)), pattern
+    assert sorted(ours["linux:!gilbert"]) == ["ringtail", "sifaka"]
+    assert ours["macos[0]"] == ["indri"]
+    # A run's hosts are ansible-playbook's answer for the same --limit.
+    from blumeops_tasks.hosts.workflow import selected
+
+    book = p.playbooks / "site.yml"
+    assert selected(c, p, book, None, "~(in|si).*").hosts == ["sifaka", "indri"]  # play order, then sorted
+    assert selected(c, p, book, "motd", "linux").roles == ["motd"]
+    with pytest.raises(ProjectError, match="No inventory host matches"):
+        selected(c, p, p.playbooks / "linux.yml", None, "gilbert")
+
+
+def test_affected_names_only_hosts_ansible_targets(tmp_path: Path) -> None:
+    root = fixture_copy(tmp_path)
+    env = clean_environ(tmp_path)
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "homelab"], cwd=root, check=True)
+    with (root / "ansible/playbooks/linux.yml").open("a") as handle:
+        handle.write("# touched\n")
+    with (root / "ansible/inventory/host_vars/sifaka.yml").open("a") as handle:
+        handle.write("# touched\n")
+    result = run_inv("affected", "--since=HEAD", "--json", env=env, cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    files = {f["path"]: f for f in report["files"]}
+    assert files["ansible/playbooks/linux.yml"]["hosts"] == ["ringtail", "sifaka"]  # linux:!gilbert, by Ansible
+    assert files["ansible/inventory/host_vars/sifaka.yml"]["hosts"] == ["sifaka"]
+    assert report["commands"]["hosts"] == ["inv hosts.provision --limit=ringtail,sifaka"]
+    assert "!" not in json.dumps(report["commands"])
+    # Role change: the hosts of every play that runs the role, and nothing else.
+    with (root / "ansible/roles/motd/templates/motd.j2").open("a") as handle:
+        handle.write("{# touched #}\n")
+    report = json.loads(run_inv("affected", "--since=HEAD", "--json", env=env, cwd=root).stdout)
+    role = next(f for f in report["files"] if f["kind"] == "role")
+    assert role["hosts"] == ["indri", "ringtail", "sifaka", "tern"]
+    assert "gilbert" not in json.dumps(report["commands"])
 
 
 def inventory_fixture() -> Inventory:
@@ -231,43 +390,21 @@ def inventory_fixture() -> Inventory:
     )
 
 
-@pytest.mark.parametrize(
-    ("pattern", "expected"),
-    [
-        ("indri", ["indri"]),
-        ("macos", ["indri", "gilbert"]),
-        ("all", ["indri", "gilbert", "sifaka"]),
-        ("macos:!gilbert", ["indri"]),
-        ("all,&linux", ["sifaka"]),
-        ("g*", ["gilbert"]),
-        ("nosuch", []),
-    ],
-)
-def test_patterns(pattern: str, expected: list[str]) -> None:
-    assert inventory_fixture().match(pattern) == expected
-
-
-def test_targets_respect_limit() -> None:
-    inv = inventory_fixture()
-    assert inv.targets(["indri", "sifaka"], limit="linux") == ["sifaka"]
-
-
 def test_ssh_target_and_command() -> None:
     target = inventory_fixture().ssh_target("indri")
     assert target == SshTarget("indri", "10.0.0.1", 22, "erich", "", "-o UserKnownHostsFile=/k/known")
     assert target.known_hosts_file() == "/k/known"
-    assert ssh_command(target, "true", 5) == (
-        "ssh -o BatchMode=yes -o ConnectTimeout=5 -p 22 -l erich -o UserKnownHostsFile=/k/known 10.0.0.1 true"
+    assert ssh_command(target, "true", 5, "-o ControlMaster=auto -o ControlPath=/cp/%C") == (
+        "ssh -o BatchMode=yes -o ConnectTimeout=5 -o ControlMaster=auto -o ControlPath=/cp/%C "
+        "-p 22 -l erich -o UserKnownHostsFile=/k/known 10.0.0.1 true"
     )
     with pytest.raises(ProjectError, match="Host 'nope' is not in the inventory"):
         inventory_fixture().ssh_target("nope")
 
 
-def test_playbooks_and_roles() -> None:
-    assert play_patterns(REPO / "playbooks/indri.yml") == ["indri"]
-    assert play_patterns(REPO / "playbooks/site.yml") == ["indri", "sifaka", "gilbert"]
-    assert play_roles(REPO / "playbooks/indri.yml") == ["caddy", "node_exporter", "borgmatic"]
-    assert play_roles(REPO / "playbooks/indri.yml", tags="caddy") == ["caddy"]
+def test_playbooks_and_their_graph() -> None:
+    assert [b.name for b in root_playbooks(REPO / "playbooks")] == ["site.yml"]
+    assert [b.name for b in root_playbooks(FIXTURE / "ansible/playbooks")] == ["site.yml"]
     with pytest.raises(ProjectError, match="no playbook for 'nosuch'"):
         playbook_for(REPO / "playbooks", "nosuch", "site")
 
@@ -296,18 +433,22 @@ def test_command_lines_are_pinned() -> None:
     assert playbook_command(p, book, mode="check", tags="caddy", limit="indri") == (
         f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --check --diff --tags caddy --limit indri"
     )
-    c = MockContext(run={f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --syntax-check": Result(exited=0)})
-    from blumeops_tasks.hosts.workflow import syntax_error
-
-    assert syntax_error(c, p, book) is None
-    failing = MockContext(
-        run={
-            f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --syntax-check": Result(
-                exited=4, stderr="[ERROR]: the role 'x' was not found\n"
-            ),
-        }
+    assert ask.listing_command(p, [book], limit="linux:!gilbert", tags="caddy", skip_tags="always") == (
+        f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --list-hosts --list-tasks --list-tags "
+        "--tags caddy --skip-tags always --limit 'linux:!gilbert'"
     )
-    assert syntax_error(failing, p, book) == "playbooks/indri.yml fails --syntax-check: the role 'x' was not found"
+
+
+def test_our_callback_is_added_to_what_ansible_cfg_configures() -> None:
+    from blumeops_tasks.hosts.project import plugin_dir, plugin_env
+
+    configured = ask.Settings(
+        {"DEFAULT_CALLBACK_PLUGIN_PATH": ["/repo/callback_plugins"], "CALLBACKS_ENABLED": ["profile_tasks"]}, {}
+    )
+    env = plugin_env(configured)
+    assert env["ANSIBLE_CALLBACK_PLUGINS"] == f"{plugin_dir('callback')}:/repo/callback_plugins"
+    assert env["ANSIBLE_CALLBACKS_ENABLED"] == "blumeops_results,profile_tasks"
+    assert (plugin_dir("callback") / "blumeops_results.py").is_file()
 
 
 # -- status probes ---------------------------------------------------------------------------------
@@ -361,38 +502,36 @@ def test_cache_keeps_recent_entries_per_kind(tmp_path: Path) -> None:
     assert cache.get(tmp_path, "syntax-indri-extra", "c" * 32) == {"passed": True}
 
 
-def test_syntax_pass_is_cached_and_failure_is_not(tmp_path: Path) -> None:
+def test_a_listing_is_cached_and_a_failure_is_not(tmp_path: Path) -> None:
     from dataclasses import replace
-
-    from blumeops_tasks.hosts.workflow import syntax_error
 
     p = replace(project_fixture(), cache_dir=tmp_path / "cache")
     book = REPO / "playbooks/indri.yml"
-    command = f"cd {REPO} && ansible-playbook -i /inv playbooks/indri.yml --syntax-check"
-    failing = MockContext(run={command: Result(exited=4, stderr="[ERROR]: broken\n")})
-    assert syntax_error(failing, p, book) == "playbooks/indri.yml fails --syntax-check: broken"
-    with pytest.raises(NotImplementedError):  # a failure was not cached: the check runs again
-        syntax_error(MockContext(run={}), p, book)
-    assert syntax_error(MockContext(run={command: Result(exited=0)}), p, book) is None
-    assert syntax_error(MockContext(run={}), p, book) is None  # the pass was cached: nothing runs
+    command = ask.listing_command(p, [book])
+    failing = MockContext(run={command: Result(exited=1, stderr="[ERROR]: broken\n")})
+    with pytest.raises(ProjectError, match=r"Ansible cannot list playbooks/indri\.yml: broken"):
+        ask.listing(failing, p, [book])
+    with pytest.raises(NotImplementedError):  # a failure was not cached: Ansible is asked again
+        ask.listing(MockContext(run={}), p, [book])
+    listed = "playbook: playbooks/indri.yml\n\n  play #1 (indri): Provision indri\tTAGS: []\n    pattern: ['indri']\n"
+    listed += "    hosts (1):\n      indri\n"
+    assert ask.listing(MockContext(run={command: Result(exited=0, stdout=listed)}), p, [book])[0].hosts == ("indri",)
+    assert ask.listing(MockContext(run={}), p, [book])[0].hosts == ("indri",)  # cached: nothing runs
 
 
-def test_ssh_check_shares_ansibles_control_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dataclasses import replace
+def test_the_reach_check_shares_ansibles_control_path(tmp_path: Path) -> None:
+    from blumeops_tasks.hosts.checks import reach_ssh_args
 
-    from blumeops_tasks.hosts.project import ansible_control_path
-
-    monkeypatch.setenv("ANSIBLE_SSH_CONTROL_PATH_DIR", str(tmp_path / "cp"))
-    assert ansible_control_path(project_fixture()) == f"{tmp_path / 'cp'}/%C"
+    persist = "-o ControlMaster=auto -o ControlPersist=60s"
+    derived = {"ssh_args": persist, "control_path": "%(directory)s/%%C", "control_path_dir": str(tmp_path / "cp")}
+    assert reach_ssh_args(derived) == f"{persist} -o ControlPath={tmp_path / 'cp'}/%C"
     assert (tmp_path / "cp").is_dir()
-    target = SshTarget("h", "10.0.0.2", 2222, "root")
-    assert ssh_command(target, "true", 3, f"{tmp_path}/cp/%C") == (
-        "ssh -o BatchMode=yes -o ConnectTimeout=3 -o ControlMaster=auto -o ControlPersist=120s "
-        f"-o ControlPath={tmp_path}/cp/%C -p 2222 -l root 10.0.0.2 true"
+    own = {"ssh_args": f"{persist} -o ControlPath={tmp_path}/own/%C", "control_path": None}
+    assert reach_ssh_args(own) == own["ssh_args"]  # the operator's own ControlPath, as Mitogen needs it
+    assert (tmp_path / "own").is_dir()
+    assert reach_ssh_args({"ssh_args": "-o ServerAliveInterval=15", "control_path": None}) == (
+        "-o ServerAliveInterval=15"
     )
-    other = tmp_path / "other.cfg"
-    other.write_text("[ssh_connection]\ncontrol_path = /elsewhere/%%h\n")
-    assert ansible_control_path(replace(project_fixture(), config=other)) == ""
 
 
 def test_no_matching_host_is_an_error_not_an_empty_plan() -> None:

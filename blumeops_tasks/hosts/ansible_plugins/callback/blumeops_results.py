@@ -1,7 +1,9 @@
 """Aggregate callback: per-task, per-host results and the recap, as one JSON file.
 
-Enabled in ansible.cfg (`callbacks_enabled`); it writes only when the environment variable
-BLUMEOPS_ANSIBLE_RESULTS names a file, so plain `ansible-playbook` runs are unaffected. The human
+Shipped inside the blumeops_tasks package: the hosts tasks prepend this directory to
+ANSIBLE_CALLBACK_PLUGINS and add `blumeops_results` to ANSIBLE_CALLBACKS_ENABLED (keeping what
+ansible.cfg configures), so a repo's ansible.cfg never names it. It writes only when the environment
+variable BLUMEOPS_ANSIBLE_RESULTS names a file, so other runs are unaffected. The human
 output (the stdout callback) stays as it is. The `hosts` tasks read the file with
 `blumeops_tasks.hosts.callback_parse`.
 
@@ -35,14 +37,14 @@ DOCUMENTATION = """
       - Writes to the file named by the environment variable BLUMEOPS_ANSIBLE_RESULTS;
         does nothing when it is unset.
     requirements:
-      - enabled in ansible.cfg (callbacks_enabled)
+      - enabled through ANSIBLE_CALLBACKS_ENABLED by the blumeops hosts tasks
 """
 
 RESULTS_ENV = "BLUMEOPS_ANSIBLE_RESULTS"
 _MAX_MSG = 2000
 
 
-class CallbackModule(CallbackBase):
+class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships no type hints
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
     CALLBACK_NAME = "blumeops_results"

@@ -1,0 +1,1 @@
+"""Callback plugins (loaded by Ansible by path, never imported by blumeops)."""
