@@ -155,7 +155,12 @@ def make_context(root: Path, state: Path, **extra: Any) -> Context:
     }
     settings.update({name: dict(paths) for name, paths in LAYER_PATHS.items()})
     settings.update(extra)
-    return Context(config=Config(overrides={"blumeops": settings}))
+    from blumeops_tasks.namespace import build_namespace
+
+    # The real layers' defaults (as `inv` has them), then this test's settings.
+    config = Config(overrides={"blumeops": settings})
+    config.load_collection(build_namespace(root).configuration())
+    return Context(config=config)
 
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

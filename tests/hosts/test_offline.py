@@ -80,6 +80,7 @@ def test_inv_check_hosts_passes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     names = {c["name"]: c["status"] for c in json.loads(result.stdout)["checks"]}
     assert names == {
+        "paths exist": "ok",
         "inventory parses": "ok",
         "requirements installed": "ok",
         "argument specs = defaults": "ok",
