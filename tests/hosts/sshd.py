@@ -45,6 +45,7 @@ HOST_ENV = {
     "LANG": "C.UTF-8",
 }
 PR_SET_PDEATHSIG = 1
+LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here, so the forked child only makes one call
 # A private mount namespace, and a PID namespace whose PID 1 is killed when unshare ends.
 UNSHARE = ("unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc")
 
@@ -100,7 +101,7 @@ def _children(pid: int) -> list[int]:
 
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when the process that started us ends (no orphaned hosts)."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
