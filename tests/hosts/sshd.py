@@ -58,6 +58,9 @@ mount -t tmpfs -o mode=0700 blumeops-target "$layers"
 for d in "$@"; do
   if [ -d "/$d" ] && [ ! -L "/$d" ]; then
     mkdir "$layers/$d" "$layers/$d/upper" "$layers/$d/work"
+    # The overlay's root takes its owner and mode from the upper layer (/tmp is 1777, /root 0700).
+    chown --reference="/$d" "$layers/$d/upper"
+    chmod --reference="/$d" "$layers/$d/upper"
     mount -t overlay blumeops-target -o "lowerdir=/$d,upperdir=$layers/$d/upper,workdir=$layers/$d/work" "/$d"
   fi
 done

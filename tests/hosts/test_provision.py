@@ -21,7 +21,14 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, mise_environ, run_inv, run_mise
-from tests.hosts.conftest import TEST_PASSPHRASE, HostsInventory, Provisioned, SshdHost, make_inventory
+from tests.hosts.conftest import (
+    TEST_PASSPHRASE,
+    HostsInventory,
+    Provisioned,
+    SshdHost,
+    disposable_host,
+    make_inventory,
+)
 from tests.hosts.sshd import PrivateSshd, unused_port
 
 pytestmark = pytest.mark.slow
@@ -114,6 +121,29 @@ def test_services_own_validators_accept_the_configs_on_the_host(provisioned: Pro
     assert checked.returncode == 0, checked.stdout + checked.stderr
     checked = host.run("sh", "-c", f". {NODE_ARGS} && exec prometheus-node-exporter $ARGS --version")
     assert checked.returncode == 0, checked.stderr
+
+
+def test_a_host_without_the_virtualenv_packages_gets_them_from_apt(
+    tmp_path_factory: pytest.TempPathFactory, isolated_env: Path, runner_before: dict[str, object]
+) -> None:
+    """A stock host may lack python3-venv/python3-packaging and have no package lists: the role fetches both."""
+    tmp_path = tmp_path_factory.mktemp("apt")  # short: ssh's ControlPath must fit in a socket address
+    with disposable_host(tmp_path / "host") as host:
+        stock = "python3-venv python3-packaging"
+        prepared = host.sshd.run(
+            "sh",
+            "-c",
+            f"dpkg --remove --force-depends {stock} && rm -rf /var/lib/apt/lists/* && "
+            "touch -d '2 days ago' /var/lib/apt/lists && rm -f /var/lib/apt/periodic/update-success-stamp",
+        )
+        assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+        inv = make_inventory(tmp_path, host, isolated_env)
+        stats = apply_and_count(inv, tmp_path / "results.json")
+        assert stats["failures"] == 0, stats
+        assert stats["changed"] > 0, stats
+        installed = host.sshd.run("dpkg-query", "-W", "-f", "${db:Status-Status}\\n", *stock.split())
+        assert installed.stdout.split() == ["installed", "installed"], installed.stdout + installed.stderr
+        assert host.sshd.run("borgmatic", "--version").returncode == 0
 
 
 def test_second_run_changes_nothing(provisioned: Provisioned, tmp_path: Path) -> None:
@@ -226,7 +256,7 @@ def test_packaged_borgmatic_too_old_for_the_role_fails_before_installing(provisi
         result.stderr
     )
     upstream = candidate.split(":")[-1].rsplit("-", 1)[0]  # Debian's 1.7.7-1 is borgmatic 1.7.7
-    assert f"the packaged borgmatic is {upstream or 'unavailable'}, older than 1.8.0" in " ".join(
+    assert f"apt offers borgmatic {upstream or '(none)'} and this role's configuration needs 1.8.0" in " ".join(
         (result.stdout + result.stderr).split()
     )
     assert host.run("dpkg-query", "-W", "borgmatic").returncode != 0  # nothing was installed

@@ -15,7 +15,7 @@ import pytest
 
 from tests.hosts import runner
 from tests.hosts.conftest import Provisioned
-from tests.hosts.sshd import start_sshd
+from tests.hosts.sshd import OVERLAID, start_sshd
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +52,10 @@ def test_a_stopped_host_leaves_no_process_and_no_mount(tmp_path: Path) -> None:
         assert sshd.pid in inside
         assert len(inside) >= 3  # unshare, sshd, the detached sleep
         assert runner.mounts() == mounts_before  # the overlays exist only in the host's namespace
+        # The overlaid directories look like this machine's (owner and mode: /tmp 1777, /root 0700).
+        for name in OVERLAID:
+            mine, theirs = Path("/", name).stat(), sshd.path(name).stat()
+            assert (theirs.st_mode, theirs.st_uid) == (mine.st_mode, mine.st_uid), name
     finally:
         sshd.stop()
     assert sshd.processes() == []
