@@ -1,9 +1,13 @@
-"""Fixtures for the hosts layer: a real sshd on loopback playing host "indri", and test inventories.
+"""Fixtures for the hosts layer: a disposable host on loopback playing "indri", and test inventories.
 
-The test host is THIS machine reached over real SSH: `/usr/sbin/sshd` with its own config, host
-key and authorized key on 127.0.0.1 (see tests/hosts/sshd.py), Ansible connecting as root. There is
-no init system here (PID 1 is not systemd), so the roles' service manager resolves to "none": the
-configs are written and validated by the services' own validators, no service is started.
+The test host is a private sshd in its own mount and PID namespaces whose system directories are
+overlays of this machine's (tests/hosts/sshd.py): Ansible connects over real SSH as root and
+everything it does lands in the overlay, discarded at the end; this machine is never provisioned
+(tests/hosts/test_runner_untouched.py proves it). On that host sshd is PID 1, so Ansible's
+service_mgr fact is not systemd and the roles' service manager resolves to their documented
+"none": the configs are written and validated by the services' own validators, nothing is started.
+The inventories give only how the host is reached (and BORG_PASSPHRASE in the environment):
+every role setting is the repo's own host_vars or the roles' defaults.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, clean_environ, require_tool
+from tests.conftest import REPO, clean_environ, require_tool, run_inv
+from tests.hosts import runner
 from tests.hosts.sshd import PrivateSshd, start_sshd
 
 TEST_PASSPHRASE = "borg-test-passphrase-0451"
@@ -48,10 +54,16 @@ def close_masters(control_dir: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def sshd_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdHost]:
+def runner_before() -> dict[str, object]:
+    """This machine as it was before any test host started (see tests/hosts/runner.py)."""
+    return runner.snapshot()
+
+
+@contextmanager
+def disposable_host(workdir: Path) -> Iterator[SshdHost]:
+    """A fresh disposable host (its own sshd and overlays), stopped and discarded on exit."""
     require_tool("ssh")
     require_tool("ansible-playbook")
-    workdir = tmp_path_factory.mktemp("sshd")
     sshd = start_sshd(workdir / "sshd")
     host_key = (sshd.workdir / "host_ed25519.pub").read_text().split()
     known = workdir / "known_hosts"
@@ -66,16 +78,18 @@ def sshd_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdHost]:
         sshd.stop()
 
 
-def tool_path(name: str) -> str:
-    return require_tool(name)
+@pytest.fixture(scope="session")
+def sshd_host(tmp_path_factory: pytest.TempPathFactory, runner_before: dict[str, object]) -> Iterator[SshdHost]:
+    """The session's shared test host (connections, status, failures; never provisioned from scratch)."""
+    with disposable_host(tmp_path_factory.mktemp("sshd")) as host:
+        yield host
 
 
-def test_overrides() -> dict[str, Any]:
-    """What differs on the test host from a real Debian host: borgmatic comes from this Python's pip."""
-    return {
-        "borgmatic_pip_executable": tool_path("pip"),
-        "borgmatic_binary": tool_path("borgmatic"),
-    }
+@pytest.fixture(scope="session")
+def fresh_host(tmp_path_factory: pytest.TempPathFactory, runner_before: dict[str, object]) -> Iterator[SshdHost]:
+    """A host of its own for the provisioning tests: its first provision meets a stock machine."""
+    with disposable_host(tmp_path_factory.mktemp("fresh")) as host:
+        yield host
 
 
 @dataclass
@@ -107,7 +121,7 @@ def make_inventory(
     (inv / "host_vars").mkdir(parents=True)
     shutil.copy(REPO / "inventory" / "host_vars" / "indri.yml", inv / "host_vars" / "indri.yml")
     entries = hosts if hosts is not None else {"indri": {}}
-    members = {name: {**host.connection_vars(), **test_overrides(), **extra} for name, extra in entries.items()}
+    members = {name: {**host.connection_vars(), **extra} for name, extra in entries.items()}
     (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {group: {"hosts": members}}}}, sort_keys=False))
     state = root / "state"
     env = clean_environ(
@@ -127,3 +141,23 @@ def make_inventory(
 @pytest.fixture
 def inventory(tmp_path: Path, sshd_host: SshdHost, isolated_env: Path) -> HostsInventory:
     return make_inventory(tmp_path, sshd_host, isolated_env)
+
+
+@dataclass
+class Provisioned:
+    """The fresh host after its first provision with the shipped playbook and the roles' defaults."""
+
+    host: SshdHost
+    inventory: HostsInventory
+    first: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="session")
+def provisioned(fresh_host: SshdHost, tmp_path_factory: pytest.TempPathFactory) -> Provisioned:
+    """Provision the fresh host once, as an operator would: `inv hosts.provision --host=indri --yes`."""
+    root = tmp_path_factory.mktemp("provisioned")
+    home = root / "home"
+    home.mkdir()
+    inv = make_inventory(root, fresh_host, home)
+    result = run_inv("hosts.provision", "--host=indri", "--yes", "--allow-dirty", env=inv.env, timeout=900)
+    return Provisioned(fresh_host, inv, result)

@@ -1,16 +1,15 @@
-"""hosts.run and hosts.status through fabric, with the inventory's connection settings (real sshd)."""
+"""hosts.run and hosts.status through fabric, with the inventory's connection settings (the disposable host)."""
 
 from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import time
 
 import pytest
 
 from tests.conftest import require_tool, run_inv
-from tests.hosts.conftest import HostsInventory
+from tests.hosts.conftest import HostsInventory, SshdHost
 from tests.hosts.sshd import free_port
 
 pytestmark = pytest.mark.slow
@@ -31,17 +30,16 @@ def test_run_unknown_host_is_one_sentence(inventory: HostsInventory) -> None:
     assert result.stderr.strip() == "Host 'nosuch' is not in the inventory (known hosts: indri)."
 
 
-def test_status_reports_running_services_and_ports(inventory: HostsInventory) -> None:
-    exporter = require_tool("prometheus-node-exporter")
+def test_status_reports_running_services_and_ports(inventory: HostsInventory, sshd_host: SshdHost) -> None:
+    require_tool("prometheus-node-exporter")
     port = free_port()
     inventory.set_host_var("node_exporter_listen_address", f"127.0.0.1:{port}")
     down = run_inv("hosts.status", "--host=indri", "--json", env=inventory.env)
     assert down.returncode == 1
     before = {s["name"]: s for s in json.loads(down.stdout)["services"]}
     assert before["node_exporter"]["ports"] == {f"127.0.0.1:{port}": False}
-    process = subprocess.Popen(
-        [exporter, f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    # Started on the test host (its own PID namespace: the status probe's pgrep sees only the host).
+    process = sshd_host.sshd.spawn("prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}")
     try:
         for _ in range(100):
             try:
@@ -51,8 +49,7 @@ def test_status_reports_running_services_and_ports(inventory: HostsInventory) ->
                 time.sleep(0.05)
         up = run_inv("hosts.status", "--host=indri", "--json", env=inventory.env)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        process.stop()
     document = json.loads(up.stdout)
     services = {s["name"]: s for s in document["services"]}
     assert services["node_exporter"]["healthy"] is True
