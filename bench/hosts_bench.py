@@ -6,9 +6,9 @@
 --check-only times `inv check --layer=hosts` (no sshd, nothing written outside a temp dir): cold (an
 empty state dir, so nothing is cached) and warm (the same state dir again), in DIR (default: this repo).
 
-Starts its own sshd on 127.0.0.1 (tests/hosts/sshd.py; this machine plays the host, as in the
-tests), provisions the shipped indri playbook once to converge, then times idempotent runs
-(median of --runs, interleaved, the order rotated each round) and prints three ratios with their goals:
+Starts its own sshd on 127.0.0.1 (tests/hosts/sshd.py: a disposable host in its own mount and PID
+namespaces, whose system directories are overlays, as in the tests), provisions the shipped indri
+playbook once to converge, then times idempotent runs (median of --runs, interleaved, the order rotated each round) and prints three ratios with their goals:
 
   1. ansible-playbook with the repo's ansible.cfg vs ansible's defaults     goal <= 0.60
   2. `inv hosts.provision --yes` vs bare ansible-playbook (repo cfg)          goal <= 1.10
@@ -17,8 +17,8 @@ tests), provisions the shipped indri playbook once to converge, then times idemp
 --strategy mitogen_free runs every side through Mitogen's stock strategy (the `mitogen` extra), with
 the ControlPath in the ssh arguments as ansible.cfg documents it.
 
-Writes to the same files the tests do (/etc/caddy, /etc/borgmatic, /etc/default/...): run it on a
-disposable machine. Stops the sshd and the ssh control masters it caused at the end.
+Everything the roles write lands in the disposable host's overlays, never on this machine. Stops the
+host and the ssh control masters it caused at the end.
 """
 
 from __future__ import annotations
@@ -52,8 +52,6 @@ def connection(sshd: PrivateSshd, known: Path) -> dict[str, object]:
         "ansible_user": sshd.user,
         "ansible_ssh_private_key_file": str(sshd.key),
         "ansible_ssh_common_args": f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes",
-        "borgmatic_pip_executable": shutil.which("pip") or "pip3",
-        "borgmatic_binary": shutil.which("borgmatic") or "/usr/local/bin/borgmatic",
     }
 
 
