@@ -8,7 +8,8 @@ empty state dir, so nothing is cached) and warm (the same state dir again), in D
 
 Starts its own sshd on 127.0.0.1 (tests/hosts/sshd.py: a disposable host in its own mount and PID
 namespaces, whose system directories are overlays, as in the tests), provisions the shipped indri
-playbook once to converge, then times idempotent runs (median of --runs, interleaved, the order rotated each round) and prints three ratios with their goals:
+playbook once to converge, then times idempotent runs (median of --runs, interleaved, the order rotated
+each round) and prints three ratios with their goals:
 
   1. ansible-playbook with the repo's ansible.cfg vs ansible's defaults     goal <= 0.60
   2. `inv hosts.provision --yes` vs bare ansible-playbook (repo cfg)          goal <= 1.10
