@@ -209,6 +209,8 @@ def run_rollback(
                 f"--revision=SHA."
             )
         now = hist.current(history)
+        if now is not None and now.id == target.id:
+            console.note(f"{name}: history id {ident} is what runs now; this deploys it again")
         expected, tip = check_revisions(c, name, target)
         if not expected:
             console.note(f"{name}: history id {ident} deploys no commit of this repo; ArgoCD alone vouches for it")
