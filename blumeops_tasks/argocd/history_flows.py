@@ -14,6 +14,7 @@ from invoke.context import Context
 from blumeops_tasks import console
 from blumeops_tasks.argocd import flows
 from blumeops_tasks.argocd import history as hist
+from blumeops_tasks.argocd.app_state import auto_sync_enabled
 from blumeops_tasks.argocd.history import Deployment
 from blumeops_tasks.config import repo_root
 from blumeops_tasks.plan import Change, LayerPlan, TargetPlan
@@ -58,7 +59,7 @@ def run_history(c: Context, app: str | None = None, json: bool = False) -> None:
                 "app": local.name,
                 "namespace": str(flows.cfg(c, "namespace")),
                 "current": now.id if now else None,
-                "auto_sync": hist.refusal(obj) == hist.AUTO_SYNC_REFUSAL,
+                "auto_sync": auto_sync_enabled(obj),
                 "history": [d.to_dict(d is now) for d in history],
             }
         )
@@ -72,7 +73,7 @@ def run_history(c: Context, app: str | None = None, json: bool = False) -> None:
         history_rows(history, _subjects(c, history)),
         ["green"] + [None] * (len(history) - 1),
     )
-    if hist.refusal(obj) == hist.AUTO_SYNC_REFUSAL:
+    if auto_sync_enabled(obj):
         console.note(f"{local.name} auto-syncs: ArgoCD refuses a rollback while auto-sync is enabled")
 
 

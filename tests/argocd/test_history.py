@@ -175,10 +175,16 @@ def test_rollback_is_refused_while_auto_sync_is_on_and_nothing_is_patched(
 
 
 def test_auto_sync_switched_off_by_enabled_false_is_not_auto_sync() -> None:
-    app = {"spec": {"syncPolicy": {"automated": {"enabled": False, "prune": True}}}}
-    assert not app_state.auto_sync_enabled(app)
-    assert hist.refusal(app) is None
-    assert app_state.auto_sync_enabled({"spec": {"syncPolicy": {"automated": {}}}})
+    from blumeops_tasks.argocd.apps import LocalApp
+
+    off = {"spec": {"syncPolicy": {"automated": {"enabled": False, "prune": True}}}}
+    on = {"spec": {"syncPolicy": {"automated": {}}}}  # ArgoCD: present, even empty, is on
+    assert not app_state.auto_sync_enabled(off)
+    assert hist.refusal(off) is None
+    assert app_state.auto_sync_enabled(on)
+    assert app_state.view(on).automated  # argocd.status and argocd.sync read it the same way
+    assert LocalApp("x", Path("argocd/apps/x.yaml"), on).automated
+    assert not LocalApp("x", Path("argocd/apps/x.yaml"), off).automated
 
 
 def test_unknown_id_names_the_known_ids(ctx: Context, fake: FakeArgo, deployed: Deployed) -> None:
