@@ -104,9 +104,16 @@ def view(app: Mapping[str, Any]) -> AppView:
         finished_at=_s(op.get("finishedAt")),
         reconciled_at=_s(status.get("reconciledAt")),
         target_revision=_s(_get(app, "spec", "source", "targetRevision")),
-        automated=bool(_get(app, "spec", "syncPolicy", "automated")),
+        automated=auto_sync_enabled(app),
         conditions=conditions,
     )
+
+
+def auto_sync_enabled(app: Mapping[str, Any]) -> bool:
+    """As ArgoCD's SyncPolicy.IsAutomatedSyncEnabled: `spec.syncPolicy.automated` is set (even
+    empty, `automated: {}`) and its `enabled` (ArgoCD 3.1+) is not false."""
+    automated = _get(app, "spec", "syncPolicy", "automated")
+    return isinstance(automated, Mapping) and automated.get("enabled") is not False
 
 
 def revision_vs_head(deployed: str, head: str) -> str:
@@ -310,11 +317,15 @@ def synced_resources(app: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def sync_verdict(app: Mapping[str, Any], *, dry_run: bool = False) -> SyncOutcome:  # noqa: PLR0911
+def sync_verdict(  # noqa: PLR0911
+    app: Mapping[str, Any], *, dry_run: bool = False, expect_synced: bool = True
+) -> SyncOutcome:
     """Where a requested sync stands, like `argocd app wait --sync --health`.
 
     Finished = `.operation` gone, a final phase with finishedAt, and (for a real sync) the
     app re-compared after it finished. Failed/Error or a Degraded app fail; Progressing waits.
+    `expect_synced=False` (a rollback: an older commit than the target revision on purpose)
+    does not wait for Synced: the app stays OutOfSync with git until the next sync.
     """
     v = view(app)
     if v.operation_pending or v.phase not in FINAL_PHASES or not v.finished_at:
@@ -331,10 +342,14 @@ def sync_verdict(app: Mapping[str, Any], *, dry_run: bool = False) -> SyncOutcom
     if v.health == "Degraded":
         failures = failing_resources(app) or [f"{v.name}: {v.health_message or 'Degraded'}"]
         return SyncOutcome("failed", "sync Succeeded but the app is Degraded", tuple(failures))
-    if v.sync_status != "Synced":
+    if v.sync_status != "Synced" and expect_synced:
         return SyncOutcome("waiting", f"operation Succeeded, app {v.sync_status}")
     if v.health != "Healthy":
-        return SyncOutcome("waiting", f"Synced, health {v.health}")
+        return SyncOutcome("waiting", f"{v.sync_status}, health {v.health}")
+    if not expect_synced:
+        deployed = deployed_revisions(app)
+        at = deployed[0][:8] if deployed else "unknown revision"
+        return SyncOutcome("succeeded", f"Healthy at {at}, {v.sync_status} with git")
     return SyncOutcome("succeeded", f"Synced and Healthy at {v.sync_revision[:8] or 'unknown revision'}")
 
 

@@ -62,8 +62,10 @@ class LocalApp:
 
     @property
     def automated(self) -> bool:
-        policy = (self.doc.get("spec") or {}).get("syncPolicy") or {}
-        return isinstance(policy, Mapping) and bool(policy.get("automated"))
+        """Auto-sync as ArgoCD reads it (`automated: {}` on, `enabled: false` off)."""
+        from blumeops_tasks.argocd.app_state import auto_sync_enabled
+
+        return auto_sync_enabled(self.doc)
 
 
 class ManifestError(Exception):

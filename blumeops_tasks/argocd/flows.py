@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import getpass
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from invoke.context import Context
@@ -258,30 +258,49 @@ def refuse_if_busy(obj: Mapping[str, Any], name: str) -> None:
 
 def request_sync(api: ArgoApi, name: str, fresh: Mapping[str, Any], **options: Any) -> dict[str, Any]:
     """Patch `.operation` with a resourceVersion precondition; on 409 re-read and retry a few times."""
+    return request_operation(api, name, fresh, lambda _obj, rv: app_state.sync_patch(rv, **options), "sync")
+
+
+def request_operation(
+    api: ArgoApi,
+    name: str,
+    fresh: Mapping[str, Any],
+    body_for: Callable[[Mapping[str, Any], str], Mapping[str, Any]],
+    what: str,
+) -> dict[str, Any]:
+    """Patch `body_for(app, resourceVersion)` (an `.operation`) with the resourceVersion as a
+    precondition, as the argocd server's SetAppOperation does; on 409 re-read (refused when an
+    operation started meanwhile) and retry, CONFLICT_RETRIES attempts at most."""
     obj: Mapping[str, Any] = fresh
     for attempt in range(1, CONFLICT_RETRIES + 1):
         refuse_if_busy(obj, name)
         rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-        body = app_state.sync_patch(rv, **options)
         try:
-            return api.patch(name, body, f"request a sync of {name!r}")
+            return api.patch(name, body_for(obj, rv), f"request a {what} of {name!r}")
         except ArgoApiError as exc:
             if exc.status != 409:
                 console.fail(exc.message)
             if attempt == CONFLICT_RETRIES:
                 console.fail(
-                    f"The sync of {name!r} was not requested: the Application kept changing while it was "
+                    f"The {what} of {name!r} was not requested: the Application kept changing while it was "
                     f"being patched (409 Conflict {CONFLICT_RETRIES} times); retry in a moment."
                 )
             console.note(f"{name}: changed since it was read (409 Conflict); re-reading and retrying")
             latest = _guard(api.get, name)
             if latest is None:
-                console.fail(f"Application {name!r} disappeared while requesting the sync.")
+                console.fail(f"Application {name!r} disappeared while requesting the {what}.")
             obj = latest
     raise AssertionError("unreachable")
 
 
-def wait_for_sync(api: ArgoApi, name: str, timeout: float, dry_run: bool) -> dict[str, Any]:
+def operator_name(c: Context) -> str:
+    """`operation.initiatedBy.username`: blumeops.argocd.username, else <login>@blumeops."""
+    return str(cfg(c, "username") or "") or f"{getpass.getuser()}@blumeops"
+
+
+def wait_for_sync(
+    api: ArgoApi, name: str, timeout: float, dry_run: bool, *, expect_synced: bool = True
+) -> dict[str, Any]:
     """Watch the Application until the operation is final, printing each change of state."""
     deadline = time.monotonic() + timeout
     last_line = ""
@@ -292,10 +311,10 @@ def wait_for_sync(api: ArgoApi, name: str, timeout: float, dry_run: bool) -> dic
         if line != last_line:
             console.out(line)
             last_line = line
-        outcome = app_state.sync_verdict(obj, dry_run=dry_run)
+        outcome = app_state.sync_verdict(obj, dry_run=dry_run, expect_synced=expect_synced)
         if outcome.verdict != "waiting":
             return obj
-    stuck = app_state.sync_verdict(last or {}, dry_run=dry_run).summary
+    stuck = app_state.sync_verdict(last or {}, dry_run=dry_run, expect_synced=expect_synced).summary
     v = app_state.view(last or {})
     message = f": {v.phase_message}" if v.phase_message else ""
     return console.fail(
@@ -304,9 +323,11 @@ def wait_for_sync(api: ArgoApi, name: str, timeout: float, dry_run: bool) -> dic
     )
 
 
-def report(obj: Mapping[str, Any], name: str, dry_run: bool, expected: str) -> str:
+def report(
+    obj: Mapping[str, Any], name: str, dry_run: bool, expected: str | Sequence[str], *, expect_synced: bool = True
+) -> str:
     """Per-resource results, then the verdict: stops with exit 1 on failure or when ArgoCD deployed
-    another revision than the one asked for; else returns the summary."""
+    another revision than the one(s) asked for; else returns the summary."""
     rows = app_state.synced_resources(obj)
     if rows:
         console.table(
@@ -315,15 +336,17 @@ def report(obj: Mapping[str, Any], name: str, dry_run: bool, expected: str) -> s
             [[r["resource"], r["status"], r["message"]] for r in rows],
             ["red" if r["status"] == "SyncFailed" else None for r in rows],
         )
-    outcome = app_state.sync_verdict(obj, dry_run=dry_run)
+    outcome = app_state.sync_verdict(obj, dry_run=dry_run, expect_synced=expect_synced)
     if outcome.verdict == "failed":
         failures = "; ".join(outcome.failures) or "no resource reported a message"
         console.fail(f"{name}: {outcome.summary}; failing resources: {failures}.")
     deployed = app_state.deployed_revisions(obj)
-    if expected not in deployed:
+    missing = [r for r in ([expected] if isinstance(expected, str) else expected) if r not in deployed]
+    if missing:
         got = ", ".join(r[:12] for r in deployed) or "no revision"
+        asked = ", ".join(r[:12] for r in missing)
         console.fail(
-            f"{name}: ArgoCD reports {got} {'compared' if dry_run else 'deployed'}, not {expected[:12]} as asked; "
+            f"{name}: ArgoCD reports {got} {'compared' if dry_run else 'deployed'}, not {asked} as asked; "
             f"someone changed the Application or pushed meanwhile: check inv argocd.status and sync again."
         )
     console.out(f"{name}: {outcome.summary}", style="green")
@@ -446,7 +469,7 @@ def run_sync(
                 )
                 return
             console.confirm(f"{what.capitalize()} {name}{pinned}?", yes=yes, action=f"{what} {name}")
-            user = str(cfg(c, "username") or "") or f"{getpass.getuser()}@blumeops"
+            user = operator_name(c)
             latest = _guard(api.get, name) or obj
             changed = app_state.divergence(latest, local.sources, str(cfg(c, "repo_url")))
             if changed and not allow_diverged:  # edited while the operator read the plan

@@ -59,18 +59,37 @@ def resolve_remote(c: Context, repo: Path, remote: str, revision: str) -> str:
 def ensure_pushed(c: Context, repo: Path, sha: str, remote: str, branch: str) -> str:
     """Refuse unless `sha` is on `remote`/`branch` (the branch ArgoCD reads). Returns the remote tip."""
     tip = remote_tip(c, repo, remote, branch)
-    if tip == sha:
-        return tip
-    code, _, _ = _git(c, repo, f"cat-file -e {tip}^{{commit}}")
-    if code != 0:
-        _git(c, repo, f"fetch --quiet {shlex.quote(remote)} {shlex.quote(branch)}")
-    code, _, _ = _git(c, repo, f"merge-base --is-ancestor {sha} {tip}")
-    if code != 0:
+    if not on_branch(c, repo, sha, tip, remote=remote, branch=branch):
         raise RevisionError(
             f"Commit {sha[:12]} is not on {remote}/{branch}, the branch ArgoCD reads, so it can never be "
             f"deployed; git push {remote} {branch} first."
         )
     return tip
+
+
+def on_branch(c: Context, repo: Path, sha: str, tip: str, *, remote: str, branch: str) -> bool:
+    """Whether commit `sha` is `tip` (the remote branch's tip) or one of its ancestors; fetches the
+    branch first when this clone does not have `tip` yet."""
+    if tip == sha:
+        return True
+    code, _, _ = _git(c, repo, f"cat-file -e {tip}^{{commit}}")
+    if code != 0:
+        _git(c, repo, f"fetch --quiet {shlex.quote(remote)} {shlex.quote(branch)}")
+    code, _, _ = _git(c, repo, f"merge-base --is-ancestor {sha} {tip}")
+    return code == 0
+
+
+def subject(c: Context, repo: Path, sha: str) -> str:
+    """The commit's subject line, or '' when this clone does not have it (or `sha` is no SHA)."""
+    if not is_sha(sha):
+        return ""
+    code, out, _ = _git(c, repo, f"log -1 --format=%s {shlex.quote(sha)} --")
+    return out if code == 0 else ""
+
+
+def is_sha(text: str) -> bool:
+    """A full 40-character hexadecimal commit SHA (what ArgoCD records and accepts)."""
+    return len(text) == FULL_SHA_LENGTH and all(ch in "0123456789abcdef" for ch in text)
 
 
 def remote_url(c: Context, repo: Path, remote: str) -> str:

@@ -73,4 +73,37 @@ def sync(  # noqa: PLR0917  (invoke passes flags as parameters)
     )
 
 
-TASKS = (status, diff, sync)
+@task(help={"app": APP_HELP, "json": JSON_HELP})
+def history(c: Context, app: str | None = None, json: bool = False) -> None:
+    """The app's deployments as ArgoCD recorded them (id, revision, time, source, who), newest first."""
+    from blumeops_tasks.argocd import history_flows
+
+    history_flows.run_history(c, app=app, json=json)
+
+
+@task(
+    help={
+        "app": APP_HELP,
+        "to": "the history id to go back to (the id column of inv argocd.history)",
+        "prune": "also delete resources that the older revision does not have (default: keep them)",
+        "timeout": "seconds to wait for the rollback to finish, a positive number "
+        "(default: blumeops.argocd.sync_timeout)",
+        "yes": "do not ask for confirmation (required without a terminal)",
+    }
+)
+def rollback(  # noqa: PLR0917  (invoke passes flags as parameters)
+    c: Context,
+    app: str | None = None,
+    to: str | None = None,
+    prune: bool = False,
+    timeout: str | None = None,
+    yes: bool = False,
+) -> None:
+    """Deploy an older entry of the app's history again, as argocd app rollback does (refused while it
+    auto-syncs); journaled. The app stays OutOfSync with git until the next argocd.sync."""
+    from blumeops_tasks.argocd import history_flows
+
+    history_flows.run_rollback(c, app=app, to=to, prune=prune, timeout=timeout, yes=yes)
+
+
+TASKS = (status, diff, sync, history, rollback)

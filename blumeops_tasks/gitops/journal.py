@@ -33,9 +33,21 @@ from blumeops_tasks.redaction import redact_data
 # Results an entry can carry. "succeeded" and "no-changes" both mean the targets match the
 # commit afterwards (what `pending` counts from); "refused" is an apply the guard or lock stopped;
 # "started" is the first line of every apply (alone: still running, or killed without an end).
+# "rolled-back" is a success that left its targets at an older commit on purpose (`deployed`, not
+# `commit`): a baseline at `deployed`, never a claim that the targets match HEAD.
 SUCCESS_RESULTS: frozenset[str] = frozenset({"succeeded", "no-changes"})
 STARTED = "started"
-RESULTS: tuple[str, ...] = ("succeeded", "no-changes", "failed", "declined", "interrupted", "refused", STARTED)
+ROLLED_BACK = "rolled-back"
+RESULTS: tuple[str, ...] = (
+    "succeeded",
+    "no-changes",
+    ROLLED_BACK,
+    "failed",
+    "declined",
+    "interrupted",
+    "refused",
+    STARTED,
+)
 APPEND_TIMEOUT = 10.0
 DEFAULT_NAME = "journal.jsonl"
 BLOCK = 64 * 1024
@@ -51,6 +63,7 @@ FIELDS: tuple[str, ...] = (
     "tags",
     "limit",
     "commit",
+    "deployed",
     "branch",
     "upstream",
     "dirty",
@@ -239,7 +252,16 @@ def is_baseline(entry: Mapping[str, Any]) -> bool:
         return False  # limited to hosts it does not name: it vouches for nothing
     if entry.get("dirty"):
         return False  # it applied uncommitted files, not its commit
+    if entry.get("result") == ROLLED_BACK:
+        return bool(entry.get("deployed")) and not entry.get("tags")
     return entry.get("result") in SUCCESS_RESULTS and bool(entry.get("commit")) and not entry.get("tags")
+
+
+def as_baseline(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A baseline entry with `commit` = what its targets run: `deployed` for a rollback."""
+    if entry.get("result") == ROLLED_BACK and entry.get("deployed"):
+        return {**entry, "commit": entry["deployed"]}
+    return entry
 
 
 def covers(entry: Mapping[str, Any], target: str) -> bool:
@@ -252,8 +274,7 @@ def last_success(entries: Sequence[Mapping[str, Any]], layer: str) -> Mapping[st
     """The newest baseline entry of `layer` (entries in file order)."""
     for entry in reversed(entries):
         if entry.get("layer") == layer and is_baseline(entry):
-            found: Mapping[str, Any] = entry
-            return found
+            return as_baseline(entry)
     return None
 
 
@@ -282,10 +303,11 @@ class Baselines:
             targets = [str(t) for t in entry.get("targets") or []]
             self.known[layer].update(dict.fromkeys(targets))
             if is_baseline(entry):
+                base = as_baseline(entry)
                 if not targets and self.whole[layer] is None:
-                    self.whole[layer] = (self._seq, entry)
+                    self.whole[layer] = (self._seq, base)
                 for target in targets:
-                    self.named[layer].setdefault(target, (self._seq, entry))
+                    self.named[layer].setdefault(target, (self._seq, base))
         return self.complete()
 
     def complete(self) -> bool:

@@ -20,6 +20,7 @@ On enter, in this order, before anything can change:
    which the lock's holder file names while it runs.
 
 On exit: one journal line with the result - succeeded, no-changes (`record.mark("no-changes")`),
+rolled-back (`record.rolled_back(commit)`: the targets run an older commit than HEAD, on purpose),
 failed (non-zero Exit, a tool's UnexpectedExit, any other exception, or HEAD moved during the
 apply), declined (`console.Declined`), refused (the guard, the lock, a path outside the repo, a
 plan digest that no longer matches) or interrupted (a signal: exit 130 SIGINT, 143 SIGTERM,
@@ -161,6 +162,7 @@ class ApplyRecord:
         self.plan_digest: str | None = None
         self.expected_digest: str | None = None
         self.marked: str | None = None
+        self.deployed: str | None = None
         self.message = ""
         self.commit: str | None = None
         self.branch: str | None = None
@@ -193,6 +195,13 @@ class ApplyRecord:
         if result not in MARKS:
             raise ValueError(f"unknown mark {result!r}; known: {', '.join(sorted(MARKS))}")
         self.marked = result
+
+    def rolled_back(self, commit: str) -> None:
+        """Mark a normal exit as a rollback: the targets now run `commit`, older than HEAD on
+        purpose. Journaled as "rolled-back" with `deployed`, so `pending` counts from `commit`,
+        never from HEAD ('' when no commit of this repo is known: then it is no baseline at all)."""
+        self.marked = journal.ROLLED_BACK
+        self.deployed = commit or None
 
     def guard_paths(self, paths: Mapping[str, str | Path]) -> None:
         """Refuse (journaled as refused) when a file the apply will use - an inventory, a roles
@@ -540,7 +549,7 @@ class ApplySession:
 
     def _entry(self, result: str, code: int | None, message: str) -> dict[str, Any]:
         record = self.record
-        return {
+        entry: dict[str, Any] = {
             "time": self._time,
             "apply_id": self.apply_id,
             "user": self._user,
@@ -565,6 +574,9 @@ class ApplySession:
             "duration_s": round(time.monotonic() - self._started, 3),
             "message": redact(message),
         }
+        if record.deployed:  # a rollback: what the targets run, which is not `commit`
+            entry["deployed"] = record.deployed
+        return entry
 
     def _append(self, entry: dict[str, Any]) -> None:
         journal.append(journal.journal_path(self.c), entry)

@@ -103,3 +103,28 @@ def test_mise_argocd_sync_works_like_inv(fake: FakeArgo, env: dict[str, str], gi
     assert "No app named 'cady' in argocd/ (closest: caddy); known apps: blumeops, caddy, homepage, miniflux." in (
         unknown.stderr
     )
+
+
+def test_inv_history_json_and_rollback_without_terminal(fake: FakeArgo, env: dict[str, str], gitrepo: GitRepo) -> None:
+    from tests.argocd.test_history import Deployed
+
+    deployed = Deployed(gitrepo)
+    fake.put(deployed.app())
+    listed = run_inv("argocd.history", "--app=caddy", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    document = json.loads(listed.stdout)
+    assert (document["exit_code"], document["current"]) == (0, 3)
+    assert [entry["revision"] for entry in document["history"]] == [deployed.third, deployed.second, deployed.first]
+    refused = run_inv("argocd.rollback", "--app=caddy", "--to=1", env=env)
+    assert refused.returncode == 1
+    assert "Refusing to roll back caddy without confirmation: no terminal to ask on" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert fake.seen_operations == []
+
+
+def test_rollback_flags_have_help() -> None:
+    result = run_inv("--help", "argocd.rollback")
+    assert result.returncode == 0
+    for flag in ("--app", "--to", "--prune", "--timeout", "--yes"):
+        line = next(line for line in result.stdout.splitlines() if f"{flag}" in line)
+        assert line.split(flag, 1)[1].split(None, 1)[-1].strip(), f"{flag} has no help"
