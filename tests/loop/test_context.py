@@ -111,3 +111,45 @@ def test_pending_and_last_applies_from_the_journal(repo: Repo) -> None:
     rows = {row["layer"]: row for row in context.layer_rows(c, selected)}
     assert rows["hosts"]["native_files"] == list(owned_paths(c, layers.select("hosts")[0]))
     assert "hosts.provision" in rows["hosts"]["tasks"]
+
+
+def test_apps_sync_state_is_live_when_the_cluster_answers(tmp_path: Path) -> None:
+    """Against kmock over real HTTP (tests/argocd/fake_argo.py): live sync/health; git when unreachable."""
+    from tests.argocd.conftest import make_context as argocd_context
+    from tests.argocd.fake_argo import FakeArgo, application
+
+    server = FakeArgo()
+    try:
+        server.put(application("caddy", sync={"status": "OutOfSync", "revision": "a" * 40}))
+        c = argocd_context(REPO, tmp_path / "state", kubeconfig=str(server.kubeconfig(tmp_path / "kubeconfig")))
+        live = context.apps_overview(c, live=True)
+        assert (live["state_from"], live["live_error"]) == ("live", None)
+        apps = {row["app"]: row for row in live["apps"]}
+        assert (apps["caddy"]["sync"], apps["caddy"]["health"], apps["caddy"]["deployed"]) == (
+            "OutOfSync",
+            "Healthy",
+            "a" * 40,
+        )
+        assert apps["miniflux"]["sync"] == "Missing"  # in git, not in the cluster
+        assert apps["caddy"]["path"] == "argocd/manifests/caddy"
+        assert "sync/health live from the cluster" in context.text(_page_with(live))
+    finally:
+        server.close()
+    gone = context.apps_overview(c, live=True)  # the server is gone: from git, saying why
+    assert gone["state_from"] == "git"
+    assert gone["live_error"]
+    assert "sync" not in gone["apps"][0]
+
+
+def _page_with(apps: dict[str, object]) -> dict[str, object]:
+    return {
+        "repo": "r",
+        "head": None,
+        "branch": None,
+        "layers": [],
+        "apps": apps,
+        "pending": {"layers": [], "error": None},
+        "last_applies": [],
+        "checks": {"counts": {"ok": 0, "warn": 0, "fail": 0, "skip": 0}, "problems": []},
+        "commands": [],
+    }
