@@ -70,39 +70,45 @@ def offline_results(c: Context, selected: Sequence[Layer]) -> list[dict[str, Any
     return [result.to_dict() for result in results]
 
 
-def preflight_problem(c: Context, lay: Layer) -> str:
-    """Why the layer's live preview cannot run here ("" when its preflight passes)."""
+def preflight_problems(c: Context, selected: Sequence[Layer]) -> dict[str, str]:
+    """Per layer, why its live preview cannot run here ("" when its preflight passes).
+
+    Every layer's preflight checks run together through the one runner (as `inv preflight`).
+    """
     from blumeops_tasks import preflight as runner
 
-    try:
-        specs = list(lay.preflight_checks(c))
-    except Exit as exc:
-        return str(exc.message or f"preflight stopped with exit code {exc.code}")
-    results = runner.run_checks(specs, default_timeout=float(setting(c, "preflight_timeout")))
-    failing = [r for r in results if r.status == "fail"]
-    if not failing:
-        return ""
-    first = failing[0]
-    more = f" (+{len(failing) - 1} more failing preflight checks)" if len(failing) > 1 else ""
-    return f"preflight {first.name}: {first.detail}{more}"
+    problems = dict.fromkeys((lay.name for lay in selected), "")
+    specs = []
+    for lay in selected:
+        try:
+            specs += list(lay.preflight_checks(c))
+        except Exit as exc:
+            problems[lay.name] = str(exc.message or f"preflight stopped with exit code {exc.code}")
+    with console.status(f"Preflight: {len(specs)} checks"):
+        results = runner.run_checks(specs, default_timeout=float(setting(c, "preflight_timeout")))
+    for name in problems:
+        failing = [r for r in results if r.layer == name and r.status == "fail"]
+        if failing and not problems[name]:
+            more = f" (+{len(failing) - 1} more failing preflight checks)" if len(failing) > 1 else ""
+            problems[name] = f"preflight {failing[0].name}: {failing[0].detail}{more}"
+    return problems
 
 
 def plan_entries(c: Context, selected: Sequence[Layer], *, live: bool, offline: bool) -> list[dict[str, Any]]:
     """One entry per layer: its plan and digest, or the reason no live preview ran."""
     from blumeops_tasks.cross_layer import collect_plans
 
-    reasons: dict[str, str] = {}
-    for lay in selected:
-        if offline:
-            reasons[lay.name] = "--offline"
-        elif not live:
-            with console.status(f"Preflight of {lay.name}"):
-                problem = preflight_problem(c, lay)
-            if problem:
-                reasons[lay.name] = problem
+    if offline:
+        reasons = dict.fromkeys((lay.name for lay in selected), "--offline")
+    elif live:
+        reasons = {}
+    else:
+        reasons = {name: why for name, why in preflight_problems(c, selected).items() if why}
     runnable = tuple(lay for lay in selected if lay.name not in reasons)
-    with console.status(f"Previewing {', '.join(lay.name for lay in runnable)}"):
-        plans = {plan.layer: plan for plan in collect_plans(c, runnable)} if runnable else {}
+    plans: dict[str, LayerPlan] = {}
+    if runnable:
+        with console.status(f"Previewing {', '.join(lay.name for lay in runnable)}"):
+            plans = {plan.layer: plan for plan in collect_plans(c, runnable)}
     entries: list[dict[str, Any]] = []
     for lay in selected:
         plan = plans.get(lay.name)

@@ -211,3 +211,17 @@ def test_unknown_since_is_one_sentence(repo: Repo) -> None:
     with pytest.raises(Exit) as info:
         review.collect(ctx(repo), since="nope", live=False, offline=True, selected=[])
     assert "'nope' names no commit" in str(info.value.message)
+
+
+def test_preflight_that_stops_is_the_reason_and_warnings_do_not_fail(repo: Repo) -> None:
+    from invoke.exceptions import Exit
+
+    def stops(_c: object) -> list[CheckSpec]:
+        raise Exit("Setting blumeops.hosts.inventory is missing", code=1)
+
+    broken = fake_layer("hosts", "hosts.provision", [("argument specs", warn("no specs"))], plan=HOSTS_PLAN)
+    broken = Layer(**{**broken.__dict__, "preflight_checks": stops})
+    document = review.collect(ctx(repo), since="HEAD", live=False, offline=False, selected=[broken])
+    assert document["plans"][0]["reason"] == "Setting blumeops.hosts.inventory is missing"
+    assert document["exit_code"] == 0  # a warning is for the reviewer, not a failure
+    assert "| warn | hosts | argument specs |" in review.markdown(document)
