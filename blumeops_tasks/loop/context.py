@@ -63,11 +63,24 @@ def apply_host(host: str) -> str:
     return f"inv hosts.provision --host={host}"
 
 
+def _group_members(groups: Mapping[str, Mapping[str, Any]], group: str, seen: frozenset[str] = frozenset()) -> set[str]:
+    """Hosts of a group in `ansible-inventory --list` JSON, through its children."""
+    if group in seen or group not in groups:
+        return set()
+    entry = groups[group]
+    members = {str(h) for h in entry.get("hosts") or []}
+    for child in entry.get("children") or []:
+        members |= _group_members(groups, str(child), seen | {group})
+    return members
+
+
 def hosts_overview(c: Context) -> dict[str, Any]:
     """Hosts with their groups, playbook and roles, from the hosts layer's project and inventory.
 
-    The playbook is the one `hosts.provision --host=H` runs (`<playbooks>/<host>.yml`, else the
-    default playbook); the inventory is Ansible's own (`ansible-inventory --list`, cached).
+    Groups are Ansible's (`ansible-inventory --list`, cached by the hosts layer). The playbook is the
+    one `hosts.provision --host=H` runs (`<playbooks>/<host>.yml`, else the default playbook) and its
+    roles are the ones its plays list. This is the one place to re-point when the hosts layer asks
+    Ansible for its listing instead (`ansible-playbook --list-hosts --list-tasks`).
     """
     from blumeops_tasks.hosts import inventory as ansible_files
     from blumeops_tasks.hosts.project import load_inventory, project
@@ -75,18 +88,19 @@ def hosts_overview(c: Context) -> dict[str, Any]:
     try:
         p = project(c)
         inv = load_inventory(c, p)
-        rows = []
-        for host in inv.hosts:
-            groups = sorted(g for g in inv.groups if g not in {"all", "ungrouped"} and host in inv.group_hosts(g))
-            try:
-                playbook = ansible_files.playbook_for(p.playbooks, host, p.default_playbook)
-                book, roles = p.rel(playbook), ansible_files.play_roles(playbook)
-            except ansible_files.ProjectError:
-                book, roles = "", []
-            rows.append({"host": host, "groups": groups, "playbook": book, "roles": roles, "apply": apply_host(host)})
-        return {"inventory": p.rel(p.inventory), "hosts": rows, "error": None}
     except Exception as exc:  # the page goes on; the hosts section says why it is empty
         return {"inventory": None, "hosts": [], "error": _reason(exc)}
+    members = {g: _group_members(inv.groups, g) for g in inv.groups if g not in {"all", "ungrouped"}}
+    rows = []
+    for host in inv.hosts:
+        try:
+            playbook = ansible_files.playbook_for(p.playbooks, host, p.default_playbook)
+            book, roles = p.rel(playbook), list(ansible_files.play_roles(playbook))
+        except Exception:  # no playbook for the host, or one Ansible would reject: `inv check` says which
+            book, roles = "", []
+        groups = sorted(g for g, hosts in members.items() if host in hosts)
+        rows.append({"host": host, "groups": groups, "playbook": book, "roles": roles, "apply": apply_host(host)})
+    return {"inventory": p.rel(p.inventory), "hosts": rows, "error": None}
 
 
 def live_app_states(c: Context) -> tuple[dict[str, dict[str, str]], str]:
