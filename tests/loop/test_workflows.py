@@ -38,6 +38,8 @@ def test_workflow_runs_check_and_posts_review(name: str) -> None:
     assert '--since="origin/$BASE_REF"' in review["run"]
     checkout = next(step for step in steps(name) if str(step.get("uses", "")).startswith("actions/checkout"))
     assert checkout["with"]["fetch-depth"] == 0
+    (job,) = document["jobs"].values()
+    assert Path(job["env"]["REVIEW_FILE"]).is_absolute()  # never inside the checkout
 
 
 class FakeForgejo(BaseHTTPRequestHandler):
@@ -97,10 +99,11 @@ def test_forgejo_comment_step_creates_then_updates_one_comment(
         require_tool(tool)
     api, handler = forgejo
     post = next(step for step in steps("forgejo-review.yml") if "comments" in str(step.get("run", "")))
-    env = {"PATH": "/usr/bin:/bin", "TOKEN": "t0ken", "API": api, "PR": "7"}
+    review_file = tmp_path / "review.md"
+    env = {"PATH": "/usr/bin:/bin", "TOKEN": "t0ken", "API": api, "PR": "7", "REVIEW_FILE": str(review_file)}
 
     def post_review(text: str) -> None:
-        (tmp_path / "review.md").write_text(text, encoding="utf-8")
+        review_file.write_text(text, encoding="utf-8")
         done = subprocess.run(
             ["bash", "-c", post["run"]], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
         )
@@ -112,3 +115,50 @@ def test_forgejo_comment_step_creates_then_updates_one_comment(
     assert handler.calls[1][1] == "/api/v1/repos/erich/blumeops/issues/7/comments"
     assert handler.calls[3][1] == "/api/v1/repos/erich/blumeops/issues/comments/2"
     assert [c["body"] for c in handler.comments] == ["LGTM", f"{MARKER}\n## blumeops review\nsecond push\n"]
+
+
+@pytest.mark.parametrize("name", ["forgejo-review.yml", "github-review.yml"])
+def test_review_step_writes_the_comment_and_its_exit_code(name: str, tmp_path: Path, isolated_env: Path) -> None:
+    """The workflow's `inv review` step, run by bash in a pull-request checkout (a feature branch of a
+    real repo with a bare remote), with `inv` being this tree's invoke."""
+    import os
+    import sys
+
+    from tests.conftest import clean_environ
+    from tests.gitops.helpers import GIT_IDENTITY, Repo
+
+    require_tool("git")
+    repo = Repo(tmp_path / "pr")
+    # the checkout's own tasks.py: the composition root an adopting repo commits
+    repo.write("tasks.py", (REPO / "tasks.py").read_text(encoding="utf-8"))
+    repo.commit("tasks.py")
+    repo.push()
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.change("roles/caddy/tasks/main.yml", "caddy: tls")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "inv").write_text(f'#!/bin/sh\nexec {sys.executable} -m invoke "$@"\n', encoding="utf-8")
+    (bindir / "inv").chmod(0o755)
+    outputs, review_file = tmp_path / "github_output", tmp_path / "review.md"
+    env = clean_environ(
+        isolated_env,
+        {
+            **GIT_IDENTITY,
+            "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+            "INVOKE_BLUMEOPS_STATE_DIR": str(tmp_path / "state"),
+            "BASE_REF": "main",
+            "GITHUB_OUTPUT": str(outputs),
+            "REVIEW_FILE": str(review_file),
+        },
+    )
+    step = next(s for s in steps(name) if "inv review" in str(s.get("run", "")))
+    done = subprocess.run(
+        ["bash", "-c", step["run"]], cwd=repo.root, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr  # the step records the code; the last step fails the job
+    assert outputs.read_text(encoding="utf-8").strip() == "exit_code=1"  # the toy repo fails some checks
+    comment = review_file.read_text(encoding="utf-8")
+    assert comment.startswith(MARKER)
+    assert "compared with `origin/main`" in comment
+    assert "inv hosts.provision --host=indri --tags caddy" in comment
+    assert "to no layer" not in comment  # nothing untracked: the comment file lives outside the checkout
