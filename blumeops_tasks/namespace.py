@@ -9,13 +9,14 @@ from invoke.collection import Collection
 from blumeops_tasks import cross_layer, layers
 from blumeops_tasks.config import compose_defaults
 from blumeops_tasks.gitops import tasks as gitops_tasks
-from blumeops_tasks.loop import tasks as loop_tasks
 from blumeops_tasks.redaction import declare_secret_names
 
 
 def build_namespace(root: Path) -> Collection:
     ns = Collection()
-    for root_task in (*cross_layer.ROOT_TASKS, *gitops_tasks.ROOT_TASKS, *loop_tasks.ROOT_TASKS):
+    from blumeops_tasks.loop.tasks import ROOT_TASKS as LOOP_TASKS  # review, rollback, context
+
+    for root_task in (*cross_layer.ROOT_TASKS, *gitops_tasks.ROOT_TASKS, *LOOP_TASKS):
         ns.add_task(root_task)
     registered = layers.all_layers()
     for layer in registered:
