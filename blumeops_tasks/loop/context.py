@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 LAST_APPLIES = 5
 SHOWN_FAILURES = 15
 SHOWN_COMMITS = 3
+SHOWN_TARGETS = 12
 
 
 def _reason(exc: BaseException) -> str:
@@ -187,10 +188,21 @@ def pending_rows(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
             "latest": [f"{ci['sha'][:12]} {ci['subject']}" for ci in item["commits"][:SHOWN_COMMITS]],
             "uncommitted": len(item["uncommitted"]),
             "apply": item["apply"],
+            # per target (host, app, stack) where the journal keeps them apart
+            "targets": [_target_state(row) for row in item.get("targets") or []],
         }
         for item in report["layers"]
     ]
     return {"layers": rows, "error": None}
+
+
+def _target_state(row: Mapping[str, Any]) -> dict[str, Any]:
+    commits = row.get("commits")
+    return {
+        "target": row.get("target"),
+        "state": row.get("state"),
+        "commits": commits if isinstance(commits, int) else len(commits or []),
+    }
 
 
 def last_applies(c: Context) -> list[dict[str, Any]]:
@@ -296,6 +308,10 @@ def _records_lines(lines: list[str], doc: Mapping[str, Any]) -> None:
         extra = f", {row['uncommitted']} uncommitted files" if row["uncommitted"] else ""
         commits = f"{row['commits']} commit{'' if row['commits'] == 1 else 's'}"
         lines.append(f"- {row['layer']}: {row['state']}, {commits}{extra}; apply `{row['apply']}`")
+        if row["targets"]:
+            shown = [f"{t['target']} {t['state']}" for t in row["targets"][:SHOWN_TARGETS]]
+            more = len(row["targets"]) - SHOWN_TARGETS
+            lines.append(f"    targets: {', '.join(shown)}" + (f" (+{more} more)" if more > 0 else ""))
         lines += [f"    {latest}" for latest in row["latest"]]
     _section(lines, f"Last applies (newest first, at most {LAST_APPLIES})")
     for entry in doc["last_applies"]:

@@ -93,7 +93,7 @@ def test_pending_and_last_applies_from_the_journal(repo: Repo) -> None:
         "time": "2026-11-26T04:20:00Z",
         "layer": "hosts",
         "task": "hosts.provision",
-        "targets": ["indri"],
+        "targets": ["indri", "sifaka"],  # every host: a baseline for the whole layer
         "commit": repo.head(),
         "result": "succeeded",
         "user": "op",
@@ -106,8 +106,10 @@ def test_pending_and_last_applies_from_the_journal(repo: Repo) -> None:
     pending = {row["layer"]: row for row in context.pending_rows(c, selected)["layers"]}
     assert (pending["hosts"]["state"], pending["hosts"]["commits"]) == ("pending", 1)
     assert pending["hosts"]["latest"][0].endswith("caddy: tls")
+    if pending["hosts"]["targets"]:  # a journal that keeps targets apart (per-target pending) lists each
+        assert {t["target"]: t["state"] for t in pending["hosts"]["targets"]} == {"indri": "pending", "sifaka": "pending"}
     (last,) = context.last_applies(c)
-    assert (last["task"], last["targets"], last["result"]) == ("hosts.provision", ["indri"], "succeeded")
+    assert (last["task"], last["targets"], last["result"]) == ("hosts.provision", ["indri", "sifaka"], "succeeded")
     rows = {row["layer"]: row for row in context.layer_rows(c, selected)}
     assert rows["hosts"]["native_files"] == list(owned_paths(c, layers.select("hosts")[0]))
     assert "hosts.provision" in rows["hosts"]["tasks"]
