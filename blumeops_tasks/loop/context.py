@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
@@ -79,9 +80,8 @@ def hosts_overview(c: Context) -> dict[str, Any]:
     """Hosts with their groups, playbook and roles, from the hosts layer's project and inventory.
 
     Groups are Ansible's (`ansible-inventory --list`, cached by the hosts layer). The playbook is the
-    one `hosts.provision --host=H` runs (`<playbooks>/<host>.yml`, else the default playbook) and its
-    roles are the ones its plays list. This is the one place to re-point when the hosts layer asks
-    Ansible for its listing instead (`ansible-playbook --list-hosts --list-tasks`).
+    one `hosts.provision --host=H` runs (`<playbooks>/<host>.yml`, else the default playbook); the
+    roles are those of the plays that target the host (`_roles_by_host`).
     """
     from blumeops_tasks.hosts import inventory as ansible_files
     from blumeops_tasks.hosts.project import load_inventory, project
@@ -92,16 +92,54 @@ def hosts_overview(c: Context) -> dict[str, Any]:
     except Exception as exc:  # the page goes on; the hosts section says why it is empty
         return {"inventory": None, "hosts": [], "error": _reason(exc)}
     members = {g: _group_members(inv.groups, g) for g in inv.groups if g not in {"all", "ungrouped"}}
-    rows = []
+    books: dict[Path, list[str]] = {}
     for host in inv.hosts:
         try:
-            playbook = ansible_files.playbook_for(p.playbooks, host, p.default_playbook)
-            book, roles = p.rel(playbook), list(ansible_files.play_roles(playbook))
-        except Exception:  # no playbook for the host, or one Ansible would reject: `inv check` says which
-            book, roles = "", []
-        groups = sorted(g for g, hosts in members.items() if host in hosts)
-        rows.append({"host": host, "groups": groups, "playbook": book, "roles": roles, "apply": apply_host(host)})
-    return {"inventory": p.rel(p.inventory), "hosts": rows, "error": None}
+            books.setdefault(ansible_files.playbook_for(p.playbooks, host, p.default_playbook), []).append(host)
+        except ansible_files.ProjectError:  # no playbook for the host: `inv check` and the apply say so
+            continue
+    book_of = {host: book for book, hosts in books.items() for host in hosts}
+    try:
+        roles, error = _roles_by_host(c, p, books), None
+    except Exception as exc:
+        roles, error = {}, f"roles not listed: {_reason(exc)}"
+    rows = []
+    for host in inv.hosts:
+        rows.append(
+            {
+                "host": host,
+                "groups": sorted(g for g, hosts in members.items() if host in hosts),
+                "playbook": p.rel(book_of[host]) if host in book_of else "",
+                "roles": roles.get(host, []),
+                "apply": apply_host(host),
+            }
+        )
+    return {"inventory": p.rel(p.inventory), "hosts": rows, "error": error}
+
+
+def _roles_by_host(c: Context, p: Any, books: Mapping[Path, Sequence[str]]) -> dict[str, list[str]]:
+    """Per host, the roles of the plays of its playbook that target it.
+
+    Asked of Ansible (`ansible-playbook --list-hosts --list-tasks`, the hosts layer's `ask.listing`)
+    where the hosts layer has it; before that, the roles each playbook's plays list.
+    """
+    import importlib
+
+    from blumeops_tasks.hosts import inventory as ansible_files
+
+    try:
+        ask = importlib.import_module("blumeops_tasks.hosts.ask")
+    except ImportError:
+        return {host: list(ansible_files.play_roles(book)) for book, hosts in books.items() for host in hosts}
+    known = {d.name for d in p.roles.iterdir() if d.is_dir()} if p.roles.is_dir() else set()
+    roles: dict[str, list[str]] = {}
+    for book, hosts in books.items():
+        for play in ask.listing(c, p, [book]):
+            for host in play.hosts:
+                if host in hosts:
+                    have = roles.setdefault(host, [])
+                    have.extend(r for r in play.roles(known) if r not in have)
+    return roles
 
 
 def live_app_states(c: Context) -> tuple[dict[str, dict[str, str]], str]:

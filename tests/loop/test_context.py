@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from invoke.context import Context
 
 from blumeops_tasks import layers
 from blumeops_tasks.layer import owned_paths
@@ -87,6 +88,20 @@ def test_context_of_the_fixture_homelab(homelab: Path, isolated_env: Path) -> No
     assert len(page.stdout.splitlines()) < 300
 
 
+def full_context(repo: Repo) -> Context:
+    """Every layer's defaults (as `inv` composes them), pointed at the temp repo and its state."""
+    from invoke.config import Config
+
+    from blumeops_tasks.config import compose_defaults
+    from tests.gitops.helpers import LAYER_PATHS
+
+    tree = compose_defaults({lay.name: lay.defaults for lay in layers.all_layers()}, repo.root)["blumeops"]
+    tree.update(state_dir=str(repo.state), journal="journal.jsonl")
+    for name, paths in LAYER_PATHS.items():
+        tree[name].update(paths)
+    return Context(config=Config(overrides={"blumeops": tree}))
+
+
 def test_pending_and_last_applies_from_the_journal(repo: Repo) -> None:
     repo.state.mkdir(parents=True)
     entry = {
@@ -101,13 +116,14 @@ def test_pending_and_last_applies_from_the_journal(repo: Repo) -> None:
     }
     (repo.state / "journal.jsonl").write_text(json.dumps(entry) + "\n", encoding="utf-8")
     repo.change("roles/caddy/tasks/main.yml", "caddy: tls")
-    c = repo.context()
+    c = full_context(repo)
     selected = layers.all_layers()
     pending = {row["layer"]: row for row in context.pending_rows(c, selected)["layers"]}
     assert (pending["hosts"]["state"], pending["hosts"]["commits"]) == ("pending", 1)
     assert pending["hosts"]["latest"][0].endswith("caddy: tls")
     if pending["hosts"]["targets"]:  # a journal that keeps targets apart (per-target pending) lists each
-        assert {t["target"]: t["state"] for t in pending["hosts"]["targets"]} == {"indri": "pending", "sifaka": "pending"}
+        states = {t["target"]: t["state"] for t in pending["hosts"]["targets"]}
+        assert states == {"indri": "pending", "sifaka": "pending"}
     (last,) = context.last_applies(c)
     assert (last["task"], last["targets"], last["result"]) == ("hosts.provision", ["indri", "sifaka"], "succeeded")
     rows = {row["layer"]: row for row in context.layer_rows(c, selected)}
