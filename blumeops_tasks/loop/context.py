@@ -125,12 +125,11 @@ def _roles_by_host(c: Context, p: Any, books: Mapping[Path, Sequence[str]]) -> d
     """
     import importlib
 
-    from blumeops_tasks.hosts import inventory as ansible_files
-
     try:
         ask = importlib.import_module("blumeops_tasks.hosts.ask")
-    except ImportError:
-        return {host: list(ansible_files.play_roles(book)) for book, hosts in books.items() for host in hosts}
+    except ImportError:  # (imported by name: the one module holds one of the two shapes)
+        plays = importlib.import_module("blumeops_tasks.hosts.inventory")
+        return {host: list(plays.play_roles(book)) for book, hosts in books.items() for host in hosts}
     known = {d.name for d in p.roles.iterdir() if d.is_dir()} if p.roles.is_dir() else set()
     roles: dict[str, list[str]] = {}
     for book, hosts in books.items():
