@@ -22,7 +22,9 @@ def build_namespace(root: Path) -> Collection:
     naming the file and the line or setting (exit 1; with `--json`, also as the JSON document).
     """
     ns = Collection()
-    for root_task in (*cross_layer.ROOT_TASKS, *gitops_tasks.ROOT_TASKS):
+    from blumeops_tasks.loop.tasks import ROOT_TASKS as LOOP_TASKS  # review, rollback, context
+
+    for root_task in (*cross_layer.ROOT_TASKS, *gitops_tasks.ROOT_TASKS, *LOOP_TASKS):
         ns.add_task(root_task)
     registered = layers.all_layers()
     for layer in registered:
