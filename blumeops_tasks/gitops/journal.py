@@ -47,6 +47,7 @@ APPEND_TIMEOUT = 10.0
 DEFAULT_NAME = "journal.jsonl"
 BLOCK = 64 * 1024
 DRAIN = 64  # entries `newest` reads past its limit, for the other copy of an apply read last
+SLACK = 1.0  # seconds: `time` has second resolution, so end times order entries only to about a second
 
 FIELDS: tuple[str, ...] = (
     "time",
@@ -267,15 +268,15 @@ def select(
 def newest(path: Path, layer: str | None = None, limit: int | None = None, *, shared: Stream = ()) -> Scan:
     """`history`: the newest `limit` merged entries (0/None: all), optionally of one layer, from the
     journal and the notes' `shared` entries. Once `limit` are found, reading goes on only while
-    entries are as new as the last one kept, so each kept apply's copy in the other source is
-    seen (its `sources` complete) - at most DRAIN entries further."""
+    entries are about as new as the last one kept (within SLACK), so each kept apply's copy in the
+    other source is seen (its `sources` complete) - at most DRAIN entries further."""
     scan = Scan([])
     floor: float | None = None
     drained = 0
     for entry in merged(scan, merge_newest(reverse_lines(path)), shared):
         if floor is not None:
             drained += 1
-            if floor <= 0 or end_time(entry) < floor or drained > DRAIN:
+            if floor <= 0 or end_time(entry) < floor - SLACK or drained > DRAIN:
                 break
             continue
         if _of(entry, layer):
