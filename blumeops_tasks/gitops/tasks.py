@@ -123,7 +123,7 @@ def notes_footer(shared: Any) -> None:
     """One line on where entries of other clones come from, and how fresh they are."""
     fetched = f"last fetched {shared.fetched}" if shared.fetched else "not fetched by blumeops yet"
     console.note(f"Entries of other clones come from the notes of {shared.remote} ({fetched}); --fetch refreshes them.")
-    if shared.unpublished:
+    if shared.unpublished and not shared.problems:  # a failed retry already said so
         count = len(shared.unpublished)
         console.note(
             f"{count} entr{'y' if count == 1 else 'ies'} of this clone not yet pushed to {shared.remote} "

@@ -99,6 +99,19 @@ def test_an_apply_in_one_clone_is_seen_by_history_and_pending_in_another_after_a
     assert tailnet["layers"][0]["state"] == "up-to-date"
 
 
+def test_a_plain_git_fetch_with_the_documented_refspec_brings_the_notes(
+    repo: Repo, second: Repo, isolated_env: Path
+) -> None:
+    with applying(repo.context(), HOSTS, task="hosts.provision"):
+        pass
+    (entry,) = repo.journal()
+    second.git("config", "--add", "remote.origin.fetch", f"+{notes.NOTES_REF}:{notes.FETCHED_REF}")
+    second.git("fetch", "-q")
+    shown = inv_json(second, isolated_env, "history")  # no --fetch: the fetched copy is merged
+    assert [(e["apply_id"], e["shared"]) for e in shown["entries"]] == [(entry["apply_id"], "notes-only")]
+    assert second.git("rev-parse", notes.NOTES_REF) == repo.git("rev-parse", notes.NOTES_REF)
+
+
 def test_a_push_to_an_unreachable_remote_leaves_the_entry_unpublished_until_a_later_task(
     repo: Repo, isolated_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
