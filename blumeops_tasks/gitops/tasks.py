@@ -14,7 +14,8 @@ from blumeops_tasks.config import repo_root
 from blumeops_tasks.layer import owned_paths
 from blumeops_tasks.tasking import task
 
-if TYPE_CHECKING:  # git_state, journal and targets are imported inside the tasks: `inv --list` stays light
+if TYPE_CHECKING:  # git_state, journal, notes and targets are imported inside the tasks: `inv --list` stays light
+    from blumeops_tasks.gitops.notes import Shared
     from blumeops_tasks.layer import Layer
 
 LAYER_HELP = "only this layer (default: all)"
@@ -107,7 +108,7 @@ def history_rows(entries: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def shared_notes(c: Context, *, fetch: bool) -> tuple[Path, Any]:
+def shared_notes(c: Context, *, fetch: bool) -> tuple[Path, Shared]:
     """The repo root and the notes' state after a queued push is retried (and a fetch, if asked);
     its problems are printed as notes on stderr."""
     from blumeops_tasks.gitops import notes
@@ -119,7 +120,7 @@ def shared_notes(c: Context, *, fetch: bool) -> tuple[Path, Any]:
     return root, shared
 
 
-def notes_footer(shared: Any) -> None:
+def notes_footer(shared: Shared) -> None:
     """One line on where entries of other clones come from, and how fresh they are."""
     fetched = f"last fetched {shared.fetched}" if shared.fetched else "not fetched by blumeops yet"
     console.note(f"Entries of other clones come from the notes of {shared.remote} ({fetched}); --fetch refreshes them.")
@@ -235,7 +236,7 @@ def declared_targets(root: Path, name: str) -> list[str]:
     return []
 
 
-def pending_report(c: Context, selected: Sequence[Layer], shared: Any = None) -> dict[str, Any]:
+def pending_report(c: Context, selected: Sequence[Layer], shared: Shared | None = None) -> dict[str, Any]:
     """Per layer and per target (host, app, stack): the baseline apply - from this clone's journal
     or the notes every clone pushed (`shared`, from `notes.sync`) - and the commits touching the
     layer's files since. A tagged run is never a baseline, a run for some hosts is one only for
