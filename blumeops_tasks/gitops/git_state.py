@@ -6,11 +6,13 @@ format) and return plain data; the readers run git through the invoke Context.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from invoke.context import Context
 
@@ -276,13 +278,54 @@ def pathspec(paths: Sequence[str]) -> str:
 # ---- readers (git through the invoke Context) -------------------------------------------------
 
 
-def git(c: Context, root: Path, args: str) -> tuple[int, str, str]:
+# Exit code `git` reports for a command stopped by its timeout (the code of coreutils' timeout).
+TIMED_OUT = 124
+
+
+def git(c: Context, root: Path, args: str, *, timeout: float | None = None) -> tuple[int, str, str]:
     """Run `git -C ROOT ARGS` captured, never shown (its output is data for the parsers, not for the
-    operator), through the Context; (exit code, stdout, stderr). Every git query in the package uses it."""
+    operator), through the Context; (exit code, stdout, stderr). Every git command in the package uses it.
+
+    With `timeout` (for the network: a push or fetch of the notes), git runs in its own session - no
+    terminal, so ssh cannot stop at a prompt - and after `timeout` seconds its whole process group (ssh,
+    remote helpers) is killed; the result is then (TIMED_OUT, out, "timed out after N s")."""
     from blumeops_tasks import shell
 
-    result = shell.run(c, f"git -C {shlex.quote(str(root))} {args}", env=GIT_ENV, hide=True, warn=True)
+    command = f"git -C {shlex.quote(str(root))} {args}"
+    if timeout is None:
+        done = shell.run(c, command, env=GIT_ENV, hide=True, warn=True)
+        return int(done.exited), done.stdout, done.stderr
+    from invoke.exceptions import CommandTimedOut
+
+    try:
+        if type(c).run is Context.run:  # a real local Context: a runner that kills the whole group
+            options = {"env": GIT_ENV, "hide": True, "warn": True, "in_stream": False, "timeout": timeout}
+            result = c._run(_group_kill_runner(c), command, **options)
+        else:
+            result = shell.run(c, command, env=GIT_ENV, hide=True, warn=True, timeout=timeout)
+        assert result is not None  # warn=True returns a Result
+    except CommandTimedOut as stopped:
+        return TIMED_OUT, stopped.result.stdout, f"timed out after {timeout:g} s"
     return int(result.exited), result.stdout, result.stderr
+
+
+def _group_kill_runner(c: Context) -> Any:
+    """invoke's Local runner in a new session (shell.GroupRunner) whose timeout kills the session's
+    whole process group, not only its shell: ssh or a remote helper left alive would hold the pipes."""
+    import signal
+
+    from blumeops_tasks.shell import GroupRunner
+
+    class GroupKillRunner(GroupRunner):
+        def kill(self) -> None:
+            process = getattr(self, "process", None)
+            if process is None:
+                super().kill()
+                return
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # the shell leads its session's group
+
+    return GroupKillRunner(c)
 
 
 def read_status(c: Context, root: Path) -> GitStatus:
@@ -332,11 +375,18 @@ def upstream_ref(c: Context, root: Path) -> str | None:
     return out.strip() or None if code == 0 else None
 
 
+def remote_name(c: Context) -> str:
+    """The configured remote (`blumeops.git.remote`, default origin): applies come from its branch,
+    and the journal's notes are pushed to it."""
+    settings = c.config.get("blumeops", {}).get("git") or {}
+    return str(settings.get("remote") or "origin")
+
+
 def expected_upstream(c: Context, root: Path) -> str:
     """The configured remote branch applies come from: `blumeops.git.remote` (default origin) and
     `blumeops.git.branch` (default: the remote's default branch as the clone knows it, else main)."""
     settings = c.config.get("blumeops", {}).get("git") or {}
-    remote = str(settings.get("remote") or "origin")
+    remote = remote_name(c)
     branch = str(settings.get("branch") or "")
     if not branch:
         code, out, _err = git(c, root, f"symbolic-ref -q refs/remotes/{shlex.quote(remote)}/HEAD")

@@ -14,14 +14,21 @@ started line with no end stays as `started` - an apply still running, or one tha
 Reading never fails on content: a line that is not UTF-8 or not a JSON object is counted and
 skipped. `read_newest` reads from the end of the file backwards in blocks, so `history
 --limit` and `pending` cost what they show, not the journal's length.
+
+The readers take a second stream, `shared`: the entries other clones published as git notes
+(`gitops.notes.entries`), newest first too. Both are merged by when each entry was written
+(`end_time`), and an entry seen in both (the same `apply_id`) is yielded once; `Scan.sources`
+says where each apply was seen ("journal", "notes").
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +58,8 @@ RESULTS: tuple[str, ...] = (
 APPEND_TIMEOUT = 10.0
 DEFAULT_NAME = "journal.jsonl"
 BLOCK = 64 * 1024
+DRAIN = 64  # entries `newest` reads past its limit, for the other copy of an apply read last
+SLACK = 1.0  # seconds: `time` has second resolution, so end times order entries only to about a second
 
 FIELDS: tuple[str, ...] = (
     "time",
@@ -172,10 +181,12 @@ def reverse_lines(path: Path, block: int = BLOCK) -> Iterator[bytes]:
 
 @dataclass
 class Scan:
-    """What a backward read found: merged entries newest first, and the unreadable lines skipped."""
+    """What a backward read found: merged entries newest first, the unreadable lines skipped, and
+    where each apply (by `apply_id`) was seen: {"journal"}, {"notes"} or both."""
 
     entries: list[dict[str, Any]]
     bad: int = 0
+    sources: dict[str, set[str]] = field(default_factory=dict)
 
 
 def merge_newest(raw_lines: Iterable[bytes | str]) -> Iterator[dict[str, Any] | None]:
@@ -200,13 +211,53 @@ def merge_newest(raw_lines: Iterable[bytes | str]) -> Iterator[dict[str, Any] | 
         yield entry
 
 
-def read_newest(path: Path, *, until: Callable[[list[dict[str, Any]]], bool] | None = None) -> Scan:
-    """Merged entries newest first, reading backwards until `until(entries)` says enough."""
+Stream = Iterable[dict[str, Any] | None]
+
+
+def end_time(entry: Mapping[str, Any]) -> float:
+    """When an entry was written, in seconds since the epoch: its start `time` plus `duration_s`
+    (0 when it has no readable time). The order of the journal's lines, and of the notes."""
+    try:
+        start = datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    try:
+        return start + float(entry.get("duration_s") or 0)
+    except (TypeError, ValueError):
+        return start
+
+
+def merged(scan: Scan, local: Stream, shared: Stream = ()) -> Iterator[dict[str, Any]]:
+    """Entries newest first from this clone's journal (`local`) and the notes (`shared`), both
+    given newest first: interleaved by `end_time`, each apply once (the copy met first), its
+    sources recorded in `scan.sources`; unreadable lines (None) are counted in `scan.bad`."""
+
+    def tagged(stream: Stream, source: str) -> Iterator[tuple[float, str, dict[str, Any]]]:
+        for entry in stream:
+            if entry is None:
+                scan.bad += 1
+            else:
+                yield end_time(entry), source, entry
+
+    both = heapq.merge(tagged(local, "journal"), tagged(shared, "notes"), key=lambda item: item[0], reverse=True)
+    for _when, source, entry in both:
+        apply_id = entry.get("apply_id")
+        if apply_id:
+            seen = scan.sources.setdefault(str(apply_id), set())
+            first = not seen
+            seen.add(source)
+            if not first:
+                continue
+        yield entry
+
+
+def read_newest(
+    path: Path, *, until: Callable[[list[dict[str, Any]]], bool] | None = None, shared: Stream = ()
+) -> Scan:
+    """Merged entries newest first (with the notes' `shared` ones), reading backwards until
+    `until(entries)` says enough."""
     scan = Scan([])
-    for entry in merge_newest(reverse_lines(path)):
-        if entry is None:
-            scan.bad += 1
-            continue
+    for entry in merged(scan, merge_newest(reverse_lines(path)), shared):
         scan.entries.append(entry)
         if until is not None and until(scan.entries):
             break
@@ -227,16 +278,24 @@ def select(
     return chosen if limit is None or limit <= 0 else chosen[:limit]
 
 
-def newest(path: Path, layer: str | None = None, limit: int | None = None) -> Scan:
-    """`history`: the newest `limit` merged entries (0/None: all), optionally of one layer."""
-
-    def enough(entries: list[dict[str, Any]]) -> bool:
-        return bool(limit and limit > 0) and sum(1 for e in entries if _of(e, layer)) >= int(limit or 0)
-
-    scan = read_newest(path, until=enough)
-    scan.entries = [entry for entry in scan.entries if _of(entry, layer)]
-    if limit and limit > 0:
-        scan.entries = scan.entries[:limit]
+def newest(path: Path, layer: str | None = None, limit: int | None = None, *, shared: Stream = ()) -> Scan:
+    """`history`: the newest `limit` merged entries (0/None: all), optionally of one layer, from the
+    journal and the notes' `shared` entries. Once `limit` are found, reading goes on only while
+    entries are about as new as the last one kept (within SLACK), so each kept apply's copy in the
+    other source is seen (its `sources` complete) - at most DRAIN entries further."""
+    scan = Scan([])
+    floor: float | None = None
+    drained = 0
+    for entry in merged(scan, merge_newest(reverse_lines(path)), shared):
+        if floor is not None:
+            drained += 1
+            if floor <= 0 or end_time(entry) < floor - SLACK or drained > DRAIN:
+                break
+            continue
+        if _of(entry, layer):
+            scan.entries.append(entry)
+            if limit and limit > 0 and len(scan.entries) >= limit:
+                floor = end_time(entry)
     return scan
 
 
@@ -328,14 +387,13 @@ class Baselines:
         return min(found, key=lambda option: option[0])[1] if found else None
 
 
-def baselines(path: Path, declared: Mapping[str, Iterable[str]]) -> tuple[Baselines, int]:
-    """Read the journal from its end until every target of the `declared` layers has a baseline."""
+def baselines(path: Path, declared: Mapping[str, Iterable[str]], *, shared: Stream = ()) -> tuple[Baselines, int]:
+    """Read the journal from its end (with the notes' `shared` entries) until every target of the
+    `declared` layers has a baseline."""
     found = Baselines(declared)
-    bad = 0
+    scan = Scan([])
     if not found.complete():
-        for entry in merge_newest(reverse_lines(path)):
-            if entry is None:
-                bad += 1
-            elif found.feed(entry):
+        for entry in merged(scan, merge_newest(reverse_lines(path)), shared):
+            if found.feed(entry):
                 break
-    return found, bad
+    return found, scan.bad

@@ -24,7 +24,10 @@ rolled-back (`record.rolled_back(commit)`: the targets run an older commit than 
 failed (non-zero Exit, a tool's UnexpectedExit, any other exception, or HEAD moved during the
 apply), declined (`console.Declined`), refused (the guard, the lock, a path outside the repo, a
 plan digest that no longer matches) or interrupted (a signal: exit 130 SIGINT, 143 SIGTERM,
-129 SIGHUP). The journal line shares the started line's `apply_id`.
+129 SIGHUP). The journal line shares the started line's `apply_id`. It is also written as a git
+note on the applied commit (`gitops.notes`) and, once the lock is released, pushed to the
+configured remote with a short timeout; a push that fails leaves the entry unpublished (retried
+by the next task), never the apply failed.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from invoke.exceptions import Exit, UnexpectedExit
 
 from blumeops_tasks import console, shell
 from blumeops_tasks.config import repo_path, repo_root
-from blumeops_tasks.gitops import git_state, journal
+from blumeops_tasks.gitops import git_state, journal, notes
 from blumeops_tasks.gitops.lock import ApplyLock, Holder, LockRefused, default_lock_root, group_alive
 from blumeops_tasks.layer import Layer, owned_paths
 from blumeops_tasks.plan import LayerPlan
@@ -530,6 +533,7 @@ class ApplySession:
             self._journal(result, code, "; ".join(m for m in (self.record.message, message) if m))
         finally:
             self._release()
+        self._publish()
         if signum is not None:
             raise Exit(
                 redact(
@@ -582,10 +586,29 @@ class ApplySession:
         journal.append(journal.journal_path(self.c), entry)
 
     def _journal(self, result: str, code: int, message: str) -> None:
+        """The apply's final line: in the journal, then as a git note on its commit (queued as
+        unpublished). Before the lock (a refusal) the note is pushed at once; after it, once the
+        lock is released (`_publish` in `__exit__`)."""
+        entry = self._entry(result, code, message)
         try:
-            self._append(self._entry(result, code, message))
+            self._append(entry)
         except journal.JournalError as error:  # the apply's own outcome matters more than its end line
             console.error(f"{error.message}; the started line stays as this apply's only record.")
+            return
+        problem = notes.record(self.c, self.root, entry)
+        if problem:
+            console.error(problem)
+        if self._lock is None:
+            self._publish()
+
+    def _publish(self) -> None:
+        """Push the journal notes to the remote: never fails the apply, and a Ctrl-C stops only the push."""
+        try:
+            problem = notes.publish(self.c, self.root)
+        except KeyboardInterrupt:
+            problem = "The push of the journal notes was interrupted; the next blumeops task retries it."
+        if problem:
+            console.note(problem)
 
 
 def classify(  # noqa: PLR0911  # one return per way a block can end

@@ -14,7 +14,8 @@ from blumeops_tasks.config import repo_root
 from blumeops_tasks.layer import owned_paths
 from blumeops_tasks.tasking import task
 
-if TYPE_CHECKING:  # git_state, journal and targets are imported inside the tasks: `inv --list` stays light
+if TYPE_CHECKING:  # git_state, journal, notes and targets are imported inside the tasks: `inv --list` stays light
+    from blumeops_tasks.gitops.notes import Shared
     from blumeops_tasks.layer import Layer
 
 LAYER_HELP = "only this layer (default: all)"
@@ -61,6 +62,23 @@ def scope_summary(entry: Mapping[str, Any]) -> str:
     return f"{text} ({'; '.join(narrowed)})" if narrowed else text
 
 
+HISTORY_COLUMNS = (
+    "time",
+    "layer",
+    "task",
+    "targets",
+    "result",
+    "exit",
+    "commit",
+    "git",
+    "by",
+    "took",
+    "plan",
+    "message",
+)
+FETCH_HELP = "first fetch the journal notes other clones pushed (refs/notes/blumeops from blumeops.git.remote)"
+
+
 def history_rows(entries: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     rows = []
     for entry in entries:
@@ -76,11 +94,12 @@ def history_rows(entries: Sequence[Mapping[str, Any]]) -> list[list[str]]:
                 str(entry.get("layer", "")),
                 str(entry.get("task", "")),
                 scope_summary(entry),
-                str(entry.get("result", "")),
+                str(entry.get("result", "")) + ("\nunpublished" if entry.get("shared") == "unpublished" else ""),
                 "-" if started else str(entry.get("exit_code", "")),
                 str(entry.get("commit") or "-")[:12],
                 git_summary(entry),
-                f"{entry.get('user', '?')}@{entry.get('machine', '?')}",
+                f"{entry.get('user', '?')}@{entry.get('machine', '?')}"
+                + ("\nvia notes" if entry.get("shared") == "notes-only" else ""),
                 f"{float(entry.get('duration_s') or 0):.1f}s",
                 plan_summary(entry.get("plan_counts")),
                 message,
@@ -89,24 +108,51 @@ def history_rows(entries: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def shared_notes(c: Context, *, fetch: bool) -> tuple[Path, Shared]:
+    """The repo root and the notes' state after a queued push is retried (and a fetch, if asked);
+    its problems are printed as notes on stderr."""
+    from blumeops_tasks.gitops import notes
+
+    root = repo_root(c)
+    shared = notes.sync(c, root, fetch_now=fetch)
+    for problem in shared.problems:
+        console.note(problem)
+    return root, shared
+
+
+def notes_footer(shared: Shared) -> None:
+    """One line on where entries of other clones come from, and how fresh they are."""
+    fetched = f"last fetched {shared.fetched}" if shared.fetched else "not fetched by blumeops yet"
+    console.note(f"Entries of other clones come from the notes of {shared.remote} ({fetched}); --fetch refreshes them.")
+    if shared.unpublished and not shared.problems:  # a failed retry already said so
+        count = len(shared.unpublished)
+        console.note(
+            f"{count} entr{'y' if count == 1 else 'ies'} of this clone not yet pushed to {shared.remote} "
+            f"(marked unpublished): the next blumeops task retries."
+        )
+
+
 @task(
     help={
         "layer": LAYER_HELP,
         "limit": "show at most this many entries, newest first (0: all; default 20)",
+        "fetch": FETCH_HELP,
         "json": JSON_HELP,
     }
 )
-def history(c: Context, layer: str | None = None, limit: int = 20, json: bool = False) -> None:
-    """The apply journal, newest first: who applied what, from which commit, and how it ended."""
+def history(c: Context, layer: str | None = None, limit: int = 20, fetch: bool = False, json: bool = False) -> None:
+    """The apply journal with other clones' notes, newest first: who applied what, from which commit, how it ended."""
     if layer:
         layers.select(layer)
-    from blumeops_tasks.gitops import journal
+    from blumeops_tasks.gitops import journal, notes
 
     path = journal.journal_path(c)
-    scan = journal.newest(path, layer, limit)  # read from the end: costs what it shows
-    chosen, bad = scan.entries, scan.bad
+    root, shared = shared_notes(c, fetch=fetch)
+    # read from the ends of the journal and of the notes' history: costs what it shows
+    scan = journal.newest(path, layer, limit, shared=notes.entries(c, root, shared.head))
+    chosen, bad = notes.annotate(scan.entries, scan.sources, shared.unpublished), scan.bad
     if json:
-        console.print_json({"journal": str(path), "skipped_lines": bad, "entries": chosen})
+        console.print_json({"journal": str(path), "notes": shared.to_dict(), "skipped_lines": bad, "entries": chosen})
         return
     if bad:
         console.note(f"{bad} unreadable line(s) in {path} skipped.")
@@ -115,10 +161,11 @@ def history(c: Context, layer: str | None = None, limit: int = 20, json: bool = 
         return
     console.table(
         "Apply history (newest first)",
-        ["time", "layer", "task", "targets", "result", "exit", "commit", "git", "by", "took", "plan", "message"],
+        HISTORY_COLUMNS,
         history_rows(chosen),
         [RESULT_STYLE.get(str(e.get("result"))) for e in chosen],
     )
+    notes_footer(shared)
 
 
 # ---- pending ------------------------------------------------------------------------------------
@@ -161,6 +208,7 @@ def _last_apply(entry: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     keys = (
         "time",
+        "apply_id",
         "user",
         "machine",
         "task",
@@ -175,15 +223,20 @@ def _last_apply(entry: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {key: entry.get(key) for key in keys}
 
 
-def pending_report(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
-    """Per layer and per target (host, app, stack): the baseline apply and the commits touching
-    the layer's files since. A tagged run is never a baseline, a run for some hosts is one only for
+def pending_report(c: Context, selected: Sequence[Layer], shared: Shared | None = None) -> dict[str, Any]:
+    """Per layer and per target (host, app, stack): the baseline apply - from this clone's journal
+    or the notes every clone pushed (`shared`, from `notes.sync`) - and the commits touching the
+    layer's files since. A tagged run is never a baseline, a run for some hosts is one only for
     those hosts, so a partial apply marks only what it touched."""
-    from blumeops_tasks.gitops import git_state, journal
+    from blumeops_tasks.gitops import git_state, journal, notes
 
     root = repo_root(c)
     status = git_state.read_status(c, root)
-    found, _bad = journal.baselines(journal.journal_path(c), {lay.name: list(lay.targets(c)) for lay in selected})
+    found, _bad = journal.baselines(
+        journal.journal_path(c),
+        {lay.name: list(lay.targets(c)) for lay in selected},
+        shared=notes.entries(c, root, shared.head) if shared is not None else (),
+    )
     resolved: dict[str, bool] = {}
     logs: dict[tuple[str, str | None], list[git_state.Commit]] = {}
 
@@ -238,7 +291,8 @@ def pending_report(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
                 "apply": f"inv {lay.apply_task}",
             }
         )
-    return {"head": status.oid, "branch": status.branch, "layers": report}
+    notes_state = shared.to_dict() if shared is not None else None
+    return {"head": status.oid, "branch": status.branch, "notes": notes_state, "layers": report}
 
 
 def _oldest(c: Context, root: Path, bases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -261,14 +315,15 @@ def _describe_last(last: Mapping[str, Any] | None) -> str:
     return f"{str(last.get('commit'))[:12]}{dirty} {last.get('time')} by {last.get('user')}@{last.get('machine')}"
 
 
-@task(help={"layer": LAYER_HELP, "json": JSON_HELP})
-def pending(c: Context, layer: str | None = None, json: bool = False) -> None:
-    """Per target (host, app, stack), the commits touching its layer's files since it was last fully applied.
+@task(help={"layer": LAYER_HELP, "fetch": FETCH_HELP, "json": JSON_HELP})
+def pending(c: Context, layer: str | None = None, fetch: bool = False, json: bool = False) -> None:
+    """Per target (host, app, stack), the commits touching its layer's files since any clone last fully applied it.
 
     Exit 0 every layer up to date, 2 something to apply (or never applied), 1 error.
     """
     selected = layers.select(layer)
-    report = pending_report(c, selected)
+    _root, shared = shared_notes(c, fetch=fetch)
+    report = pending_report(c, selected, shared)
     states = [str(item["state"]) for item in report["layers"]]
     if json:
         console.print_json({"exit_code": pending_exit_code(states), **report})
@@ -288,6 +343,7 @@ def pending(c: Context, layer: str | None = None, json: bool = False) -> None:
         console.table("Pending per target", ["layer", "target", "state", "last full apply", "commits"], rows)
         for item in report["layers"]:
             _print_pending_detail(item)
+        notes_footer(shared)
     code = pending_exit_code(states)
     if code:
         raise Exit(code=code)

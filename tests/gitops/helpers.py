@@ -81,6 +81,17 @@ class Repo:
         if upstream:
             self.git("push", "-q", "-u", "origin", "main")
 
+    @classmethod
+    def clone_of(cls, other: Repo, base: Path) -> Repo:
+        """Another clone of `other`'s remote with its own work tree, state and locks: a second machine."""
+        repo = cls.__new__(cls)
+        repo.remote = other.remote
+        repo.root = base / "work"
+        repo.state = base / "state"
+        base.mkdir(parents=True, exist_ok=True)
+        repo.git("clone", "-q", str(other.remote), str(repo.root), cwd=base)
+        return repo
+
     def git(self, *args: str, cwd: Path | None = None) -> str:
         return subprocess.run(
             ["git", *args],
