@@ -114,7 +114,8 @@ def _fresh_run(command: list[str], timeout: float) -> MockRun:
 
 
 def looked_up_devices(report: Mapping[str, Any]) -> list[str]:
-    """Short hostnames the program looks up with get_device (by hostname, or by its MagicDNS name)."""
+    """Short hostnames the program looks up with get_device (by hostname, or by its MagicDNS name), sorted:
+    the SDK runs the lookups concurrently, so their order in the report is not the program's."""
     names: list[str] = []
     for call in report.get("invokes") or []:
         if call.get("token") != GET_DEVICE:
@@ -123,7 +124,7 @@ def looked_up_devices(report: Mapping[str, Any]) -> list[str]:
         name = str(args.get("hostname") or str(args.get("name") or "").split(".", 1)[0])
         if name and name not in names:
             names.append(name)
-    return names
+    return sorted(names)
 
 
 def tags_carried(report: Mapping[str, Any]) -> dict[str, str]:

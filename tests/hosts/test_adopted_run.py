@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from blumeops_tasks.gitops import journal
 from tests.conftest import REPO, clean_environ, run_inv
 from tests.hosts.conftest import SshdHost
 
@@ -57,7 +58,8 @@ def test_adopted_repo_previews_and_provisions_with_a_run_time_fact(tmp_path: Pat
     layer = json.loads(preview.stdout)["layers"][0]
     assert [t["target"] for t in layer["targets"]] == ["sifaka"]  # linux:!gilbert, as Ansible resolves it
     assert TOKEN not in preview.stdout  # the no_log template's content never reaches the plan
-    assert not (out / "motd").exists()  # check mode changed nothing
+    host = sshd_host.sshd.path  # the disposable host's files (its /tmp is an overlay of its own)
+    assert not host(out / "motd").exists()  # check mode changed nothing
 
     apply = ("hosts.provision", "--limit=sifaka", "--tags=motd", "--yes", "--allow-dirty")
     refused = run_inv(*apply, env=env, cwd=root)
@@ -67,13 +69,16 @@ def test_adopted_repo_previews_and_provisions_with_a_run_time_fact(tmp_path: Pat
     assert deps.returncode == 0, deps.stdout + deps.stderr
     result = run_inv(*apply, env=env, cwd=root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "sifaka: the backup disks live here" in (out / "motd").read_text()  # the fixture's host_vars
-    assert (out / "monitoring.env").read_text().splitlines()[-1] == f"MONITORING_TOKEN={TOKEN}"
-    assert not (out / "gilbert-motd").exists()
-    journal = [json.loads(line) for line in (tmp_path / "state" / "journal.jsonl").read_text().splitlines()]
-    entry = journal[-1]
-    assert (entry["result"], entry["targets"]) == ("succeeded", ["sifaka"])
-    assert "--tags motd --limit sifaka" in entry["message"]
+    assert "sifaka: the backup disks live here" in host(out / "motd").read_text()  # the fixture's host_vars
+    assert host(out / "monitoring.env").read_text().splitlines()[-1] == f"MONITORING_TOKEN={TOKEN}"
+    assert not host(out / "gilbert-motd").exists()
+    entry = journal.read(tmp_path / "state" / "journal.jsonl")[0][-1]
+    assert (entry["result"], entry["targets"], entry["tags"], entry["limit"]) == (
+        "succeeded",
+        ["sifaka"],
+        ["motd"],
+        "sifaka",
+    )
 
 
 def test_a_tag_no_task_carries_stops_the_apply_before_anything_runs(tmp_path: Path, sshd_host: SshdHost) -> None:
@@ -81,4 +86,4 @@ def test_a_tag_no_task_carries_stops_the_apply_before_anything_runs(tmp_path: Pa
     result = run_inv("hosts.provision", "--tags=nosuchtag", "--yes", "--allow-dirty", env=env, cwd=root)
     assert result.returncode == 1
     assert "--tags nosuchtag matches no task" in result.stderr
-    assert not (tmp_path / "out" / "motd").exists()
+    assert not sshd_host.sshd.path(tmp_path / "out" / "motd").exists()

@@ -142,6 +142,7 @@ def test_the_homelab_fixture_passes_inv_check_as_it_is(tmp_path: Path) -> None:
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     assert checks["syntax site.yml"]["status"] == "ok"
     assert set(checks) == {
+        "paths exist",
         "inventory parses",
         "requirements installed",
         "argument specs = defaults",

@@ -60,8 +60,17 @@ def changes(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def apply_and_count(inv: HostsInventory, results: Path) -> dict[str, int]:
-    """A real apply with plain ansible-playbook (not check mode); its recap through the results callback."""
-    env = {**inv.env, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "BLUMEOPS_ANSIBLE_RESULTS": str(results)}
+    """A real apply with plain ansible-playbook (not check mode); its recap through the results callback
+    (the package's plugin, enabled the way the tasks enable it)."""
+    from blumeops_tasks.hosts.project import CALLBACK, plugin_dir
+
+    env = {
+        **inv.env,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_CALLBACK_PLUGINS": str(plugin_dir("callback")),
+        "ANSIBLE_CALLBACKS_ENABLED": CALLBACK,
+        "BLUMEOPS_ANSIBLE_RESULTS": str(results),
+    }
     bare = subprocess.run(
         ["ansible-playbook", "-i", str(inv.path), "playbooks/indri.yml"],
         cwd=REPO,
