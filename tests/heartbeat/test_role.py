@@ -26,6 +26,7 @@ MANAGED = "Managed by Ansible from the blumeops repo"
 UNIT_DIR = "/etc/systemd/system"
 TEXTFILE = "/var/lib/prometheus/node-exporter/blumeops.prom"  # Debian's default textfile directory
 CLONE = "/opt/blumeops"
+ORIGIN = "/srv/blumeops.git"  # the clone's origin, on the host itself
 WEBHOOK = "http://127.0.0.1:9/ntfy-topic-s3cr3t-8c1d"
 TASKS_PY = (
     "from pathlib import Path\nfrom blumeops_tasks.namespace import build_namespace\n\n"
@@ -49,6 +50,7 @@ PROVISION = ("hosts.provision", "--host=indri", "--tags=drift_heartbeat", "--yes
 class HeartbeatHost:
     host: SshdHost
     inventory: HostsInventory
+    repo: Repo
     first: subprocess.CompletedProcess[str]
 
     def unit(self, suffix: str) -> str:
@@ -68,7 +70,9 @@ def heartbeat_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Heartbe
     with disposable_host(tmp / "host") as host:
         # The host sees this machine's /tmp through its overlay (the clone's origin) and /root (this
         # interpreter's inv).
-        cloned = host.sshd.run("git", "clone", "-q", str(repo.remote), CLONE)
+        cloned = host.sshd.run(
+            "sh", "-c", f"git clone -q --bare {repo.remote} {ORIGIN} && git clone -q {ORIGIN} {CLONE}"
+        )
         assert cloned.returncode == 0, cloned.stderr
         inv = make_inventory(tmp, host, home)
         inv.set_host_var("drift_heartbeat_enabled", True)
@@ -77,7 +81,7 @@ def heartbeat_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Heartbe
         inv.set_host_var("drift_heartbeat_environment", {"PYTHONPATH": str(REPO), "KUBECONFIG": "/nonexistent"})
         inv.env["BLUMEOPS_HEARTBEAT_WEBHOOK"] = WEBHOOK
         first = run_inv(*PROVISION, env=inv.env, timeout=900)
-        yield HeartbeatHost(host, inv, first)
+        yield HeartbeatHost(host, inv, repo, first)
 
 
 def test_role_writes_units_and_says_it_cannot_enable_them(heartbeat_host: HeartbeatHost) -> None:
@@ -97,6 +101,7 @@ def test_role_writes_units_and_says_it_cannot_enable_them(heartbeat_host: Heartb
     assert unit["SuccessExitStatus"] == ["2"]  # drift is not a failed unit
     assert shlex.split(unit["ExecStart"][0])[1:] == ["heartbeat", "--textfile", TEXTFILE]
     assert unit["EnvironmentFile"] == ["-/etc/default/blumeops-heartbeat"]
+    assert unit["ExecStartPre"] == [f"-/usr/bin/env git -C {CLONE} pull --ff-only --quiet"]
     assert WEBHOOK not in service
     timer_settings = unit_settings(timer)
     assert timer_settings["OnUnitActiveSec"] == ["3600s"]
@@ -122,9 +127,18 @@ def test_the_units_command_writes_the_metrics_on_the_host(heartbeat_host: Heartb
     hosts do not resolve): exit 1, and the metrics say so per layer."""
     assert heartbeat_host.first.returncode == 0, heartbeat_host.first.stdout[-3000:]
     unit = unit_settings(heartbeat_host.unit("service"))
-    environment = [shlex.split(value)[0] for value in unit["Environment"]]
-    command = f"cd {shlex.quote(unit['WorkingDirectory'][0])} && exec {unit['ExecStart'][0]}"
     sshd = heartbeat_host.host.sshd
+    environment = [shlex.split(value)[0] for value in unit["Environment"]]
+    pull = unit["ExecStartPre"][0].removeprefix("-")
+    command = f"cd {shlex.quote(unit['WorkingDirectory'][0])} && {pull} && exec {unit['ExecStart'][0]}"
+    # A commit merged since the clone was made: the pull before the heartbeat brings it in.
+    merged = sshd.run(
+        "sh",
+        "-c",
+        f"git clone -q {ORIGIN} /root/work && cd /root/work && echo '# merged' >> roles/caddy/tasks/main.yml && "
+        "git -c user.name=Op -c user.email=op@example.invalid commit -qam 'caddy: merged' && git push -q",
+    )
+    assert merged.returncode == 0, merged.stderr
     ran = sshd.run("env", *environment, "sh", "-c", command, timeout=600)
     assert ran.returncode == 1, ran.stdout + ran.stderr
     written = sshd.path(TEXTFILE)
@@ -137,6 +151,7 @@ def test_the_units_command_writes_the_metrics_on_the_host(heartbeat_host: Heartb
     for layer in ("tailnet", "hosts", "argocd"):
         assert found[("blumeops_plan_exit_code", layer)] == 1, found
     assert ("blumeops_last_plan_timestamp_seconds", "") in found
-    # Never applied: every commit touching the hosts files is pending (the initial one; tasks.py is no layer's).
-    assert found[("blumeops_pending_commits", "hosts")] == 1
+    # Never applied: every commit touching the hosts files is pending: the initial one and the one the pull
+    # brought (tasks.py is no layer's).
+    assert found[("blumeops_pending_commits", "hosts")] == 2
     assert not Path(TEXTFILE).exists()  # on the host only
