@@ -5,6 +5,7 @@ Then the unit's own command line is run on the host and its metrics read back.""
 
 from __future__ import annotations
 
+import json
 import shlex
 import stat
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPO, run_inv
+from tests.conftest import REPO, require_tool, run_inv
 from tests.gitops.helpers import Repo
 from tests.hosts.conftest import HostsInventory, SshdHost, disposable_host, make_inventory
 
@@ -52,6 +53,7 @@ class HeartbeatHost:
     inventory: HostsInventory
     repo: Repo
     first: subprocess.CompletedProcess[str]
+    disabled_preview: subprocess.CompletedProcess[str]
 
     def unit(self, suffix: str) -> str:
         return self.host.sshd.path(f"{UNIT_DIR}/blumeops-heartbeat.{suffix}").read_text()
@@ -75,13 +77,25 @@ def heartbeat_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Heartbe
         )
         assert cloned.returncode == 0, cloned.stderr
         inv = make_inventory(tmp, host, home)
+        # Opt-in: without drift_heartbeat_enabled the shipped playbook has nothing of it to do.
+        disabled = run_inv(
+            "hosts.preview", "--host=indri", "--tags=drift_heartbeat", "--json", env=inv.env, timeout=900
+        )
         inv.set_host_var("drift_heartbeat_enabled", True)
         inv.set_host_var("drift_heartbeat_inv", str(Path(sys.executable).parent / "inv"))
         # This worktree's blumeops_tasks, not the installed one; no cluster for the argocd layer.
         inv.set_host_var("drift_heartbeat_environment", {"PYTHONPATH": str(REPO), "KUBECONFIG": "/nonexistent"})
         inv.env["BLUMEOPS_HEARTBEAT_WEBHOOK"] = WEBHOOK
         first = run_inv(*PROVISION, env=inv.env, timeout=900)
-        yield HeartbeatHost(host, inv, repo, first)
+        yield HeartbeatHost(host, inv, repo, first, disabled)
+
+
+def test_the_role_is_opt_in(heartbeat_host: HeartbeatHost) -> None:
+    preview = heartbeat_host.disabled_preview
+    assert preview.returncode == 0, preview.stdout[-3000:] + preview.stderr[-2000:]
+    document = json.loads(preview.stdout)
+    assert [t["target"] for layer in document["layers"] for t in layer["targets"]] == ["indri"]
+    assert [c for layer in document["layers"] for t in layer["targets"] for c in t["changes"]] == []
 
 
 def test_role_writes_units_and_says_it_cannot_enable_them(heartbeat_host: HeartbeatHost) -> None:
@@ -90,6 +104,7 @@ def test_role_writes_units_and_says_it_cannot_enable_them(heartbeat_host: Heartb
     assert "TASK [drift_heartbeat : " in first.stdout
     # No service manager: the units are there, and the run says they are not enabled.
     assert "systemctl enable --now blumeops-heartbeat.timer" in first.stdout
+    assert not heartbeat_host.host.sshd.path(f"{UNIT_DIR}/blumeops-heartbeat.timer.wants").exists()
     assert WEBHOOK not in first.stdout + first.stderr
     assert "s3cr3t" not in first.stdout + first.stderr
     service, timer = heartbeat_host.unit("service"), heartbeat_host.unit("timer")
@@ -106,6 +121,13 @@ def test_role_writes_units_and_says_it_cannot_enable_them(heartbeat_host: Heartb
     timer_settings = unit_settings(timer)
     assert timer_settings["OnUnitActiveSec"] == ["3600s"]
     assert timer_settings["WantedBy"] == ["timers.target"]
+    # systemd's own validator accepts both units, on the host (where the clone and the inv exist).
+    require_tool("systemd-analyze")
+    verified = heartbeat_host.host.sshd.run(
+        "systemd-analyze", "verify", f"{UNIT_DIR}/blumeops-heartbeat.service", f"{UNIT_DIR}/blumeops-heartbeat.timer"
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stderr.strip() == "", verified.stderr
     env_file = heartbeat_host.host.sshd.path("/etc/default/blumeops-heartbeat")
     assert f"BLUMEOPS_HEARTBEAT_WEBHOOK={WEBHOOK}" in env_file.read_text()
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
