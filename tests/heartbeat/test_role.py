@@ -104,7 +104,6 @@ def test_role_writes_units_and_says_it_cannot_enable_them(heartbeat_host: Heartb
     assert "TASK [drift_heartbeat : " in first.stdout
     # No service manager: the units are there, and the run says they are not enabled.
     assert "systemctl enable --now blumeops-heartbeat.timer" in first.stdout
-    assert not heartbeat_host.host.sshd.path(f"{UNIT_DIR}/blumeops-heartbeat.timer.wants").exists()
     assert WEBHOOK not in first.stdout + first.stderr
     assert "s3cr3t" not in first.stdout + first.stderr
     service, timer = heartbeat_host.unit("service"), heartbeat_host.unit("timer")
