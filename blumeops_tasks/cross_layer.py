@@ -10,6 +10,7 @@ from invoke.exceptions import Exit
 from blumeops_tasks import console, layers
 from blumeops_tasks.adopt import init
 from blumeops_tasks.config import repo_path, setting
+from blumeops_tasks.heartbeat import heartbeat
 from blumeops_tasks.tasking import task
 
 if TYPE_CHECKING:  # `inv --list` must not pay for these: imported inside the tasks
@@ -165,4 +166,4 @@ def _plain(node: Any) -> Any:
     return node
 
 
-ROOT_TASKS = (check, preflight, plan, show_config, init)
+ROOT_TASKS = (check, preflight, plan, show_config, init, heartbeat)

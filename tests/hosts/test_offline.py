@@ -20,7 +20,7 @@ from tests.conftest import REPO, clean_environ, require_tool, run_inv
 
 DATA = Path(__file__).parent / "data"
 ROLES = REPO / "roles"
-ROLE_NAMES = ["borgmatic", "caddy", "node_exporter"]
+ROLE_NAMES = ["borgmatic", "caddy", "drift_heartbeat", "node_exporter"]
 FIXTURE = REPO / "tests" / "fixtures" / "homelab"
 
 
