@@ -226,10 +226,11 @@ class Outcome:
 def _pending(c: Context, selected: Sequence[Any]) -> tuple[dict[str, Any] | None, str | None]:
     from invoke.exceptions import Exit
 
-    from blumeops_tasks.gitops.tasks import pending_report
+    from blumeops_tasks.gitops.tasks import pending_report, shared_notes
 
-    try:
-        return pending_report(c, selected), None
+    try:  # the notes of every clone, fetched: the heartbeat's clone rarely applies anything itself
+        _root, shared = shared_notes(c, fetch=True)
+        return pending_report(c, selected, shared), None
     except Exit as exc:
         return None, f"the pending report failed: {exc.message or f'exit code {exc.code}'}"
     except Exception as exc:

@@ -211,10 +211,11 @@ def tailnet_overview(c: Context) -> dict[str, Any]:
 
 
 def pending_rows(c: Context, selected: Sequence[Layer]) -> dict[str, Any]:
-    from blumeops_tasks.gitops.tasks import pending_report
+    from blumeops_tasks.gitops.tasks import pending_report, shared_notes
 
-    try:
-        report = pending_report(c, selected)
+    try:  # this clone's journal and the notes of other clones it already fetched (no network)
+        _root, shared = shared_notes(c, fetch=False)
+        report = pending_report(c, selected, shared)
     except Exception as exc:
         return {"layers": [], "error": _reason(exc)}
     rows = [
