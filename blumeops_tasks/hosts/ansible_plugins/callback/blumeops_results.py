@@ -10,10 +10,18 @@ output (the stdout callback) stays as it is. The `hosts` tasks read the file wit
 Document (version 1):
   {"version": 1, "check_mode": bool, "playbooks": [...], "plays": [...],
    "tasks": [{"play", "task", "role", "action", "host", "status", "changed", "handler",
-              "path", "diff", "msg", "ignore_errors"}],
+              "path", "diff", "msg", "ignore_errors", "secret", "not_previewable"}],
    "stats": {"HOST": {"ok", "failures", "unreachable", "changed", "skipped", "rescued", "ignored"}}}
 status is one of ok, changed, failed, skipped, unreachable. Results of no_log tasks carry no diff
 and no message.
+
+secret: the task changed something whose content Ansible hides: `no_log` (the result is censored)
+or `diff: false`. Its diff is never recorded; its path comes from the task's own (templated)
+arguments, since a censored result has none.
+not_previewable: in check mode, the task was skipped because check mode cannot predict it (a
+command/shell without creates/removes, an action or module without check-mode support), not by a
+condition: it will run when the playbook is applied. Tasks with `check_mode: false` really ran in
+check mode and are recorded as what they did.
 """
 
 from __future__ import annotations
@@ -104,6 +112,33 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
                         return value
         return ""
 
+    @staticmethod
+    def _arg_path(task: Any) -> str:
+        """The file a task manages, from its own templated arguments (a censored result has none)."""
+        args = getattr(task, "args", None) or {}
+        for key in ("dest", "path"):
+            value = args.get(key) if isinstance(args, dict) else None
+            if isinstance(value, str) and value and "{{" not in value:
+                return value
+        return ""
+
+    @staticmethod
+    def _skipped_by_check_mode(task: Any, data: dict[str, Any]) -> bool:
+        """Skipped because check mode cannot predict it (so it will run on apply), not by a condition.
+
+        A condition leaves `false_condition`/`skip_reason`; a task that check mode cannot preview is
+        skipped without either (per loop item: any item so skipped), and only when the task itself
+        runs in check mode.
+        """
+        if not getattr(task, "check_mode", False):
+            return False
+        items = [item for item in data.get("results") or [] if isinstance(item, dict)]
+        if not items:  # the skip itself (Ansible drops the `skipped` key from a task's own result)
+            return "false_condition" not in data and "skip_reason" not in data
+        return any(
+            item.get("skipped") and "false_condition" not in item and "skip_reason" not in item for item in items
+        )
+
     def _record(self, result: Any, status: str, ignore_errors: bool = False) -> None:
         task = result._task
         data: dict[str, Any] = dict(result._result)
@@ -112,7 +147,10 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
         changed = bool(data.get("changed")) and status in {"ok", "changed"}
         if status == "ok" and changed:
             status = "changed"
+        secret = status == "changed" and (censored or getattr(task, "diff", None) is False)
+        not_previewable = status == "skipped" and self._doc["check_mode"] and self._skipped_by_check_mode(task, data)
         msg = "" if censored else str(data.get("msg") or data.get("stderr") or data.get("reason") or "")
+        path = self._arg_path(task) if censored else self._path_of(data)
         self._doc["tasks"].append(
             {
                 "play": self._play,
@@ -123,10 +161,12 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
                 "status": status,
                 "changed": changed,
                 "handler": isinstance(task, Handler),
-                "path": "" if censored else self._path_of(data),
-                "diff": "" if censored or status != "changed" else self._diff_text(data),
+                "path": path,
+                "diff": "" if secret or status != "changed" else self._diff_text(data),
                 "msg": msg[:_MAX_MSG],
                 "ignore_errors": ignore_errors,
+                "secret": secret,
+                "not_previewable": not_previewable,
             }
         )
         self._write()
