@@ -1,0 +1,252 @@
+"""Previews that show what will happen, and no secret on the way (issue 11, hosts parts).
+
+Real parts: ansible-playbook over real SSH to the disposable test host (tests/hosts/sshd.py), a real
+Ansible Vault value (ansible-vault with a password file made here), real ansible-inventory for the
+duplicate hosts. What is pinned: exit codes, the plan's action and detail, where the secret is not.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, clean_environ, require_tool, run_inv
+from tests.hosts.conftest import HostsInventory, Provisioned, SshdHost, make_inventory
+
+VAULT_VALUE = "vaulted-Zq7-honest-preview-secret"
+VAULT_B64 = base64.b64encode(VAULT_VALUE.encode()).decode()
+SECRET_FILE = "/etc/blumeops-honest/token.conf"
+PLAIN_FILE = "/etc/blumeops-honest/plain.conf"
+UNPREVIEWABLE = "Work | a command check mode cannot preview"
+FORCED = "Work | a command that runs in check mode too"
+NOT_PREVIEWABLE = "will run, not previewable"
+SECRET = "changed (secret)"
+
+PLAYBOOK = f"""\
+- name: Honest preview
+  hosts: indri
+  gather_facts: false
+  tasks:
+    - name: Secret | a file made from a vault value
+      ansible.builtin.copy:
+        content: "token={{{{ honest_token }}}}\\nbasic={{{{ honest_token | b64encode }}}}\\n"
+        dest: {SECRET_FILE}
+        mode: "0600"
+    - name: Plain | a file with nothing secret
+      ansible.builtin.copy:
+        content: "plain=1\\n"
+        dest: {PLAIN_FILE}
+        mode: "0644"
+    - name: Secret | a message naming the vault value
+      ansible.builtin.debug:
+        msg: "the token is {{{{ honest_token }}}}"
+    - name: {UNPREVIEWABLE}
+      ansible.builtin.command: /bin/true
+    - name: {FORCED}
+      ansible.builtin.command: /bin/true
+      check_mode: false
+"""
+
+
+def changes(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The plan's changes by task name (without the role prefix)."""
+    found = [c for layer in document["layers"] for t in layer["targets"] for c in t["changes"]]
+    return {c["resource"].split(" : ")[-1]: c for c in found}
+
+
+def assert_no_vault_value(text: str, where: str) -> None:
+    assert VAULT_VALUE not in text, f"the vault value is in {where}"
+    assert VAULT_B64 not in text, f"the vault value's base64 is in {where}"
+
+
+@dataclass
+class VaultProject:
+    inventory: HostsInventory
+    host: SshdHost
+    state: Path
+
+
+@pytest.fixture(scope="module")
+def vault_project(tmp_path_factory: pytest.TempPathFactory, sshd_host: SshdHost) -> VaultProject:
+    """indri (the shared test host) with a vault-encrypted host_var feeding a file, and a playbook
+    with tasks check mode cannot preview. The vault password file is made here."""
+    require_tool("ansible-vault")
+    root = tmp_path_factory.mktemp("vault")
+    home = root / "home"
+    home.mkdir()
+    inv = make_inventory(root, sshd_host, home)
+    password = root / "vault-password"
+    password.write_text("honest-preview-vault-password\n")
+    encrypted = subprocess.run(
+        ["ansible-vault", "encrypt_string", "--vault-password-file", str(password), "--name", "honest_token"],
+        input=VAULT_VALUE,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_environ(home),
+    )
+    assert "!vault" in encrypted.stdout
+    with inv.host_vars.open("a", encoding="utf-8") as handle:
+        handle.write("\n" + encrypted.stdout)
+    playbooks = root / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "indri.yml").write_text(PLAYBOOK)
+    inv.env.update(
+        {
+            "ANSIBLE_VAULT_PASSWORD_FILE": str(password),
+            "INVOKE_BLUMEOPS_HOSTS_PLAYBOOKS": str(playbooks),
+        }
+    )
+    return VaultProject(inv, sshd_host, Path(inv.env["INVOKE_BLUMEOPS_STATE_DIR"]))
+
+
+def test_preview_lists_unpreviewable_tasks_and_secret_files_without_the_vault_value(
+    vault_project: VaultProject,
+) -> None:
+    result = run_inv("hosts.preview", "--host=indri", "--json", env=vault_project.inventory.env)
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_no_vault_value(result.stdout, "the preview JSON")
+    assert_no_vault_value(result.stderr, "stderr")
+    found = changes(json.loads(result.stdout))
+    # A command check mode skips is listed as work that will run, not hidden.
+    assert found[UNPREVIEWABLE]["action"] == "run"
+    assert found[UNPREVIEWABLE]["detail"] == NOT_PREVIEWABLE
+    # check_mode: false ran for real in the preview: it is what it is, not "not previewable".
+    assert found[FORCED]["action"] == "run"
+    assert found[FORCED]["detail"] != NOT_PREVIEWABLE
+    # The file made from the vault value: changed, secret, no diff.
+    secret = found["Secret | a file made from a vault value"]
+    assert secret["action"] == "update"
+    assert SECRET in secret["detail"]
+    assert SECRET_FILE in secret["detail"]
+    assert secret["diff"] == ""
+    # A file with nothing secret keeps its diff.
+    plain = found["Plain | a file with nothing secret"]
+    assert plain["action"] == "update"
+    assert "+plain=1" in plain["diff"]
+    assert not vault_project.host.sshd.path(SECRET_FILE).exists()  # a preview changes nothing
+
+
+def test_vault_value_reaches_the_host_but_never_the_screen_or_the_journal(vault_project: VaultProject) -> None:
+    env = vault_project.inventory.env
+    preview = run_inv("hosts.preview", "--host=indri", env=env)
+    assert preview.returncode == 2, preview.stdout[-3000:] + preview.stderr[-3000:]
+    assert NOT_PREVIEWABLE in preview.stdout
+    assert SECRET in preview.stdout
+    provision = run_inv("hosts.provision", "--host=indri", "--yes", "--allow-dirty", env=env)
+    assert provision.returncode == 0, provision.stdout[-3000:] + provision.stderr[-3000:]
+    assert "TASK [Secret | a message naming the vault value]" in provision.stdout  # ansible's output was shown
+    # The value was used: the host's file holds it.
+    assert VAULT_VALUE in vault_project.host.sshd.path(SECRET_FILE).read_text()
+    for name, text in (
+        ("the preview's stdout", preview.stdout),
+        ("the preview's stderr", preview.stderr),
+        ("the provision's stdout", provision.stdout),
+        ("the provision's stderr", provision.stderr),
+    ):
+        assert_no_vault_value(text, name)
+    written = [path for path in vault_project.state.rglob("*") if path.is_file()]
+    assert any("journal" in path.name for path in written), written
+    for path in written:
+        assert_no_vault_value(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    # In line now, except the command check mode cannot preview: never "Nothing to change".
+    again = run_inv("hosts.preview", "--host=indri", "--json", env=env)
+    assert again.returncode == 2, again.stdout[-3000:]
+    pending = changes(json.loads(again.stdout))
+    assert pending[UNPREVIEWABLE]["detail"] == NOT_PREVIEWABLE
+    assert "Secret | a file made from a vault value" not in pending
+    assert_no_vault_value(again.stdout, "the second preview")
+
+
+def test_a_mistyped_borg_passphrase_shows_as_a_secret_change(provisioned: Provisioned) -> None:
+    """The passphrase task hides its diff (no_log, diff: false); a different BORG_PASSPHRASE would
+    replace the host's passphrase file, so the preview says so, without the value."""
+    inv = provisioned.inventory
+    assert provisioned.first.returncode == 0, provisioned.first.stdout[-3000:]
+    mistyped = "borg-mistyped-passphrase-7731"
+    result = run_inv("hosts.preview", "--host=indri", "--json", env={**inv.env, "BORG_PASSPHRASE": mistyped})
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    assert mistyped not in result.stdout + result.stderr
+    found = changes(json.loads(result.stdout))
+    change = found["Borgmatic | repository passphrase (never logged, never diffed)"]
+    assert change["action"] == "update"
+    assert SECRET in change["detail"]
+    assert "/etc/borgmatic/passphrase" in change["detail"]
+    assert change["diff"] == ""
+    # With the passphrase the host has, the same task is not a change.
+    same = run_inv("hosts.preview", "--host=indri", "--json", env=inv.env)
+    assert same.returncode == 0, same.stdout[-3000:]
+
+
+# -- a host defined twice --------------------------------------------------------------------------
+
+
+def inventory_check(tmp_path: Path, inventory: Path) -> dict[str, Any]:
+    env = clean_environ(tmp_path, {"INVOKE_BLUMEOPS_HOSTS_INVENTORY": str(inventory)})
+    result = run_inv("check", "--layer=hosts", "--json", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr  # a warning, never a failure
+    checks: dict[str, dict[str, Any]] = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    return checks["inventory parses"]
+
+
+def copied_inventory(tmp_path: Path) -> Path:
+    inventory = tmp_path / "inventory"
+    for part in ("group_vars", "host_vars"):
+        (inventory / part).mkdir(parents=True)
+        for path in (REPO / "inventory" / part).iterdir():
+            (inventory / part / path.name).write_text(path.read_text())
+    return inventory
+
+
+def test_a_host_twice_in_one_inventory_file_is_a_warning_naming_both_lines(tmp_path: Path) -> None:
+    inventory = copied_inventory(tmp_path)
+    (inventory / "hosts.yml").write_text(
+        textwrap.dedent(
+            """\
+            all:
+              children:
+                macos:
+                  hosts:
+                    indri:
+                      ansible_host: indri
+                    gilbert:
+                      ansible_host: gilbert
+                    indri:
+                      ansible_host: indri.example
+            """
+        )
+    )
+    row = inventory_check(tmp_path, inventory)
+    assert row["status"] == "warn", row
+    assert "'indri' is defined twice" in row["detail"]
+    assert "hosts.yml" in row["detail"]
+    assert "line 5 and line 9" in row["detail"]
+
+
+def test_a_host_in_two_inventory_files_with_different_vars_is_a_warning_naming_both_files(tmp_path: Path) -> None:
+    inventory = copied_inventory(tmp_path)
+    (inventory / "hosts.yml").write_text((REPO / "inventory" / "hosts.yml").read_text())
+    lab = {"all": {"children": {"linux": {"hosts": {"indri": {"ansible_host": "lab-indri"}}}}}}
+    (inventory / "lab.yml").write_text(yaml.safe_dump(lab))
+    row = inventory_check(tmp_path, inventory)
+    assert row["status"] == "warn", row
+    assert "host indri is defined in" in row["detail"]
+    assert "hosts.yml" in row["detail"]
+    assert "lab.yml" in row["detail"]
+    assert "ansible_host" in row["detail"]
+    assert "lab-indri" not in row["detail"]  # variable names only, never values
+
+
+def test_the_repos_own_inventory_defines_each_host_once(tmp_path: Path) -> None:
+    inventory = copied_inventory(tmp_path)
+    (inventory / "hosts.yml").write_text((REPO / "inventory" / "hosts.yml").read_text())
+    row = inventory_check(tmp_path, inventory)
+    assert row["status"] == "ok", row
