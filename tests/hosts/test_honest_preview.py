@@ -35,6 +35,11 @@ PLAYBOOK = f"""\
   hosts: indri
   gather_facts: false
   tasks:
+    - name: Files | their directory
+      ansible.builtin.file:
+        path: /etc/blumeops-honest
+        state: directory
+        mode: "0755"
     - name: Secret | a file made from a vault value
       ansible.builtin.copy:
         content: "token={{{{ honest_token }}}}\\nbasic={{{{ honest_token | b64encode }}}}\\n"
@@ -86,7 +91,7 @@ def vault_project(tmp_path_factory: pytest.TempPathFactory, sshd_host: SshdHost)
     password = root / "vault-password"
     password.write_text("honest-preview-vault-password\n")
     encrypted = subprocess.run(
-        ["ansible-vault", "encrypt_string", "--vault-password-file", str(password), "--name", "honest_token"],
+        ["ansible-vault", "encrypt_string", "--vault-password-file", str(password), "--stdin-name", "honest_token"],
         input=VAULT_VALUE,
         capture_output=True,
         text=True,
