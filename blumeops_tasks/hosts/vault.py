@@ -98,7 +98,10 @@ def vault_values(c: Context, p: Project) -> list[str]:
     """The plaintexts of the project's vault data, decrypted by Ansible; [] when there is none."""
     from blumeops_tasks.hosts.checks import ansible_python
 
-    files = files_with_vault_data([p.inventory, p.playbooks, p.roles])
+    roots = [p.inventory, p.playbooks, p.roles]
+    if p.inventory.is_file():  # an inventory file's variables are in host_vars/ and group_vars/ beside it
+        roots += [p.inventory.parent / "host_vars", p.inventory.parent / "group_vars"]
+    files = files_with_vault_data(roots)
     if not files:
         return []
     command = shlex.join([ansible_python(p), "-c", _DECRYPT, *(str(f) for f in files)])

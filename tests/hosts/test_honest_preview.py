@@ -255,3 +255,86 @@ def test_the_repos_own_inventory_defines_each_host_once(tmp_path: Path) -> None:
     (inventory / "hosts.yml").write_text((REPO / "inventory" / "hosts.yml").read_text())
     row = inventory_check(tmp_path, inventory)
     assert row["status"] == "ok", row
+
+
+# -- the pure parts, on captured shapes ----------------------------------------------------------
+
+
+def record(**fields: Any) -> dict[str, Any]:
+    base = {"task": "role : Task", "host": "indri", "status": "changed", "action": "ansible.builtin.copy"}
+    return {**base, **fields}
+
+
+def test_plan_lists_a_skipped_unpreviewable_task_as_run_and_not_a_conditional_skip() -> None:
+    from blumeops_tasks.hosts.callback_parse import to_plan
+
+    doc = {
+        "complete": True,
+        "stats": {"indri": {}},
+        "tasks": [
+            record(task="cmd", status="skipped", action="ansible.builtin.command", not_previewable=True),
+            record(task="when false", status="skipped", action="ansible.builtin.command"),
+        ],
+    }
+    plan = to_plan(doc)
+    assert [(c.resource, c.action, c.detail) for c in plan.changes] == [("cmd", "run", NOT_PREVIEWABLE)]
+
+
+def test_a_change_ansible_hides_or_whose_diff_holds_a_secret_is_a_secret_update(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from blumeops_tasks.hosts.callback_parse import change_for
+
+    hidden = change_for(record(secret=True, path="/etc/borgmatic/passphrase"))
+    assert (hidden.action, hidden.diff) == ("update", "")
+    assert hidden.detail == f"/etc/borgmatic/passphrase; {SECRET}"
+    monkeypatch.setenv("HONEST_TEST_TOKEN", "a-token-in-a-diff-123")
+    leaked = change_for(record(path="/etc/x.conf", diff="+token=a-token-in-a-diff-123\n"))
+    assert (leaked.action, leaked.diff, leaked.detail) == ("update", "", f"/etc/x.conf; {SECRET}")
+    plain = change_for(record(path="/etc/y.conf", diff="+plain=1\n"))
+    assert (plain.action, plain.diff, plain.detail) == ("update", "+plain=1\n", "/etc/y.conf")
+
+
+def test_added_secret_values_are_masked_in_every_form() -> None:
+    from blumeops_tasks import redaction
+
+    value = "added-value-for-redaction-42"
+    redaction.add_secret_values([value])
+    encoded = base64.b64encode(value.encode()).decode()
+    assert redaction.redact(f"a {value} b {encoded}") == "a *** b ***"
+    assert redaction.contains_secret(encoded)
+
+
+def test_ansibles_duplicate_key_warning_is_read_with_both_lines(tmp_path: Path) -> None:
+    from blumeops_tasks.hosts.duplicates import duplicate_keys, first_definition, with_first_lines
+
+    hosts = tmp_path / "hosts.yml"
+    hosts.write_text("all:\n  hosts:\n    indri:\n      a: 1\n    gilbert: {}\n    indri:\n      a: 2\n")
+    stderr = (
+        "[WARNING]: Found duplicate mapping key 'indri'.\n"
+        f"Origin: {hosts}:6:5\n\n5         gilbert: {{}}\n6     indri:\n      ^ column 5\n\n"
+        "Using last defined value only.\n"
+    )
+    [found] = with_first_lines(duplicate_keys(stderr))
+    assert (found.key, found.line, found.first_line) == ("indri", 6, 3)
+    assert "line 3 and line 6" in found.sentence()
+    assert first_definition("a:\n  x: 1\nb:\n  x: 2\n", "x", 4, 3) == 0  # another mapping's key is not it
+
+
+def test_conflicting_variables_across_sources_name_both_files_and_the_winner() -> None:
+    from blumeops_tasks.hosts.duplicates import conflicts, sources
+    from blumeops_tasks.hosts.inventory import Inventory
+
+    verbose = (
+        "Parsed /inv/a.yml inventory source with yaml plugin\nParsed /inv/b.yml inventory source with yaml plugin\n"
+    )
+    assert sources(verbose) == ["/inv/a.yml", "/inv/b.yml"]
+    a = Inventory({"indri": {"ansible_host": "10.0.0.1", "x": 1}, "sifaka": {}})
+    b = Inventory({"indri": {"ansible_host": "10.0.0.9", "x": 1}})
+    merged = Inventory({"indri": {"ansible_host": "10.0.0.9", "x": 1}, "sifaka": {}})
+    [sentence] = conflicts({"/inv/a.yml": a, "/inv/b.yml": b}, merged)
+    assert sentence.startswith("host indri is defined in /inv/a.yml and /inv/b.yml with different ansible_host")
+    assert "uses /inv/b.yml's" in sentence
+    assert "10.0.0" not in sentence
+    same = Inventory({"indri": {"ansible_host": "10.0.0.9", "x": 1}})
+    assert conflicts({"/inv/a.yml": same, "/inv/b.yml": b}, merged) == []
