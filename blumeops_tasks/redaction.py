@@ -46,7 +46,8 @@ _NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "enabled", "dis
 
 _declared: set[str] = set()
 # Secret values that come from no environment variable (Ansible Vault plaintexts), for this process.
-_added_values: set[str] = set()
+# One frozen set, replaced (never mutated) on each addition: a thread reading it is never disturbed.
+_added_values: list[frozenset[str]] = [frozenset()]
 
 # --- Which names are secret -------------------------------------------------------------------
 
@@ -86,7 +87,7 @@ def declare_secret_names(names: Iterable[str]) -> None:
 def add_secret_values(values: Iterable[str]) -> None:
     """Register secret values that no environment variable holds (e.g. Ansible Vault plaintexts):
     masked like every other secret from now on, in every form, for the rest of this process."""
-    _added_values.update(str(value) for value in values)
+    _added_values[0] = _added_values[0] | {str(value) for value in values}
 
 
 def is_secret_name(name: str) -> bool:
@@ -116,7 +117,7 @@ _URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:([^\s/@]+)@")
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Current secret values, longest first so a value containing another is masked whole."""
     env = os.environ if environ is None else environ
-    values = {value for name, value in env.items() if is_secret_name(name)} | _added_values
+    values = {value for name, value in env.items() if is_secret_name(name)} | _added_values[0]
     for value in env.values():
         if "://" in value:
             for match in _URL_PASSWORD.finditer(value):
