@@ -94,14 +94,18 @@ def files_with_vault_data(roots: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def inventory_roots(p: Project) -> list[Path]:
+    """The inventory, and for an inventory file the host_vars/ and group_vars/ beside it."""
+    if p.inventory.is_file():
+        return [p.inventory, p.inventory.parent / "host_vars", p.inventory.parent / "group_vars"]
+    return [p.inventory]
+
+
 def vault_values(c: Context, p: Project) -> list[str]:
     """The plaintexts of the project's vault data, decrypted by Ansible; [] when there is none."""
     from blumeops_tasks.hosts.checks import ansible_python
 
-    roots = [p.inventory, p.playbooks, p.roles]
-    if p.inventory.is_file():  # an inventory file's variables are in host_vars/ and group_vars/ beside it
-        roots += [p.inventory.parent / "host_vars", p.inventory.parent / "group_vars"]
-    files = files_with_vault_data(roots)
+    files = files_with_vault_data([*inventory_roots(p), p.playbooks, p.roles])
     if not files:
         return []
     command = shlex.join([ansible_python(p), "-c", _DECRYPT, *(str(f) for f in files)])

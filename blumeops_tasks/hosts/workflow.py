@@ -178,6 +178,7 @@ def summary(doc: dict[str, Any] | None) -> None:
 def ssh_target(c: Context, host: str, inventory: str | None) -> tuple[Project, Inventory, SshTarget]:
     p = project(c, inventory)
     try:
+        vault.protect(c, p)  # a command's output may hold a vault value (a file a run wrote)
         inv = load_inventory(c, p)
         return p, inv, inv.ssh_target(host)
     except ProjectError as exc:

@@ -21,8 +21,10 @@ import yaml
 from tests.conftest import REPO, clean_environ, require_tool, run_inv
 from tests.hosts.conftest import HostsInventory, Provisioned, SshdHost, make_inventory
 
-VAULT_VALUE = "vaulted-Zq7-honest-preview-secret"
+VAULT_VALUE = "vaulted-Zq7-honest-preview-secret"  # an inline `!vault` host_var
 VAULT_B64 = base64.b64encode(VAULT_VALUE.encode()).decode()
+FILE_VALUE = "whole-file-vault-Pq3-vars-file"  # in a vault-encrypted vars_files of the playbook
+GROUP_VALUE = "whole-file-vault-Gw8-group-vars"  # in a vault-encrypted group_vars file
 SECRET_FILE = "/etc/blumeops-honest/token.conf"
 PLAIN_FILE = "/etc/blumeops-honest/plain.conf"
 UNPREVIEWABLE = "Work | a command check mode cannot preview"
@@ -34,6 +36,8 @@ PLAYBOOK = f"""\
 - name: Honest preview
   hosts: indri
   gather_facts: false
+  vars_files:
+    - secrets.yml
   tasks:
     - name: Files | their directory
       ansible.builtin.file:
@@ -42,7 +46,11 @@ PLAYBOOK = f"""\
         mode: "0755"
     - name: Secret | a file made from a vault value
       ansible.builtin.copy:
-        content: "token={{{{ honest_token }}}}\\nbasic={{{{ honest_token | b64encode }}}}\\n"
+        content: |
+          token={{{{ honest_token }}}}
+          basic={{{{ honest_token | b64encode }}}}
+          file={{{{ honest_file_secret }}}}
+          group={{{{ honest_group_secret }}}}
         dest: {SECRET_FILE}
         mode: "0600"
     - name: Plain | a file with nothing secret
@@ -68,8 +76,8 @@ def changes(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def assert_no_vault_value(text: str, where: str) -> None:
-    assert VAULT_VALUE not in text, f"the vault value is in {where}"
-    assert VAULT_B64 not in text, f"the vault value's base64 is in {where}"
+    for value in (VAULT_VALUE, VAULT_B64, FILE_VALUE, GROUP_VALUE):
+        assert value not in text, f"a vault value ({value[:12]}...) is in {where}"
 
 
 @dataclass
@@ -101,9 +109,19 @@ def vault_project(tmp_path_factory: pytest.TempPathFactory, sshd_host: SshdHost)
     assert "!vault" in encrypted.stdout
     with inv.host_vars.open("a", encoding="utf-8") as handle:
         handle.write("\n" + encrypted.stdout)
+    group_vars = inv.path / "group_vars" / "linux.yml"
+    group_vars.write_text(group_vars.read_text() + f"honest_group_secret: {GROUP_VALUE}\n")
     playbooks = root / "playbooks"
     playbooks.mkdir()
     (playbooks / "indri.yml").write_text(PLAYBOOK)
+    (playbooks / "secrets.yml").write_text(f"honest_file_secret: {FILE_VALUE}\n")
+    for whole in (group_vars, playbooks / "secrets.yml"):
+        subprocess.run(
+            ["ansible-vault", "encrypt", "--vault-password-file", str(password), str(whole)],
+            capture_output=True,
+            check=True,
+            env=clean_environ(home),
+        )
     inv.env.update(
         {
             "ANSIBLE_VAULT_PASSWORD_FILE": str(password),
@@ -147,13 +165,18 @@ def test_vault_value_reaches_the_host_but_never_the_screen_or_the_journal(vault_
     provision = run_inv("hosts.provision", "--host=indri", "--yes", "--allow-dirty", env=env)
     assert provision.returncode == 0, provision.stdout[-3000:] + provision.stderr[-3000:]
     assert "TASK [Secret | a message naming the vault value]" in provision.stdout  # ansible's output was shown
-    # The value was used: the host's file holds it.
-    assert VAULT_VALUE in vault_project.host.sshd.path(SECRET_FILE).read_text()
+    # The values were used: the host's file holds them.
+    written_there = vault_project.host.sshd.path(SECRET_FILE).read_text()
+    assert all(value in written_there for value in (VAULT_VALUE, FILE_VALUE, GROUP_VALUE)), written_there
+    shown = run_inv("hosts.run", "--host=indri", f"--cmd=cat {SECRET_FILE}", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "token=***" in shown.stdout
     for name, text in (
         ("the preview's stdout", preview.stdout),
         ("the preview's stderr", preview.stderr),
         ("the provision's stdout", provision.stdout),
         ("the provision's stderr", provision.stderr),
+        ("hosts.run's output", shown.stdout + shown.stderr),
     ):
         assert_no_vault_value(text, name)
     assert NOT_PREVIEWABLE in preview.stdout
