@@ -101,11 +101,10 @@ def inventory_roots(p: Project) -> list[Path]:
     return [p.inventory]
 
 
-def vault_values(c: Context, p: Project) -> list[str]:
-    """The plaintexts of the project's vault data, decrypted by Ansible; [] when there is none."""
+def vault_values(c: Context, p: Project, files: list[Path]) -> list[str]:
+    """The plaintexts of the vault data in `files`, decrypted by Ansible."""
     from blumeops_tasks.hosts.checks import ansible_python
 
-    files = files_with_vault_data([*inventory_roots(p), p.playbooks, p.roles])
     if not files:
         return []
     command = shlex.join([ansible_python(p), "-c", _DECRYPT, *(str(f) for f in files)])
@@ -123,8 +122,18 @@ def vault_values(c: Context, p: Project) -> list[str]:
     return [str(v) for v in values if isinstance(v, str)]
 
 
+# The vault files (path, size, mtime) whose values this process has registered already.
+_registered: set[tuple[tuple[str, int, int], ...]] = set()
+
+
 def protect(c: Context, p: Project) -> None:
-    """Register the project's vault plaintexts as secrets before a run can print them."""
+    """Register the project's vault plaintexts as secrets before a run can print them (once per
+    process for the same files)."""
     from blumeops_tasks.redaction import add_secret_values
 
-    add_secret_values(vault_values(c, p))
+    files = files_with_vault_data([*inventory_roots(p), p.playbooks, p.roles])
+    seen = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if not files or seen in _registered:
+        return
+    add_secret_values(vault_values(c, p, files))
+    _registered.add(seen)
