@@ -8,6 +8,7 @@ ansible.cfg, so relative paths in it resolve the same for the operator and for t
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -143,7 +144,10 @@ def ansible_env(c: Context, p: Project, results: Path | None = None) -> dict[str
 
     env = {**base_env(p), **plugin_env(ask.settings(c, p))}
     if results is not None:
+        from blumeops_tasks.hosts.vault import VAULT_FILES_ENV, project_vault_files
+
         env[RESULTS_ENV] = str(results)
+        env[VAULT_FILES_ENV] = os.pathsep.join(str(f) for f in project_vault_files(p))  # paths, never values
     return env
 
 

@@ -25,6 +25,8 @@ from blumeops_tasks.hosts.inventory import ProjectError
 from blumeops_tasks.hosts.project import Project, base_env, error_line
 
 VAULT_HEADER = b"$ANSIBLE_VAULT"
+# Where the results callback finds the files holding vault data (paths only; it decrypts them itself).
+VAULT_FILES_ENV = "BLUMEOPS_VAULT_FILES"
 _MAX_FILE = 4 * 1024 * 1024
 _SKIPPED_DIRS = frozenset({".git", "__pycache__", ".ansible"})
 
@@ -101,6 +103,11 @@ def inventory_roots(p: Project) -> list[Path]:
     return [p.inventory]
 
 
+def project_vault_files(p: Project) -> list[Path]:
+    """The project's files that hold vault data: under the inventory, playbooks and roles."""
+    return files_with_vault_data([*inventory_roots(p), p.playbooks, p.roles])
+
+
 def vault_values(c: Context, p: Project, files: list[Path]) -> list[str]:
     """The plaintexts of the vault data in `files`, decrypted by Ansible."""
     from blumeops_tasks.hosts.checks import ansible_python
@@ -131,7 +138,7 @@ def protect(c: Context, p: Project) -> None:
     process for the same files)."""
     from blumeops_tasks.redaction import add_secret_values
 
-    files = files_with_vault_data([*inventory_roots(p), p.playbooks, p.roles])
+    files = project_vault_files(p)
     seen = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     if not files or seen in _registered:
         return

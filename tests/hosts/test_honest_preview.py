@@ -158,6 +158,40 @@ def test_preview_lists_unpreviewable_tasks_and_secret_files_without_the_vault_va
     assert not vault_project.host.sshd.path(SECRET_FILE).exists()  # a preview changes nothing
 
 
+def test_the_results_callback_never_writes_a_vault_value(vault_project: VaultProject, tmp_path: Path) -> None:
+    """The callback's own JSON (read by the tasks): given the vault files' paths, as the tasks give
+    them, it decrypts them with the playbook's loader and keeps their values out of the file."""
+    from blumeops_tasks.hosts.project import plugin_dir
+
+    inv = vault_project.inventory
+    playbooks = Path(inv.env["INVOKE_BLUMEOPS_HOSTS_PLAYBOOKS"])
+    vault_files = [inv.host_vars, inv.path / "group_vars" / "linux.yml", playbooks / "secrets.yml"]
+    results = tmp_path / "results.json"
+    env = {
+        **inv.env,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_CALLBACK_PLUGINS": str(plugin_dir("callback")),
+        "ANSIBLE_CALLBACKS_ENABLED": "blumeops_results",
+        "BLUMEOPS_ANSIBLE_RESULTS": str(results),
+        "BLUMEOPS_VAULT_FILES": ":".join(str(f) for f in vault_files),
+    }
+    run = subprocess.run(
+        ["ansible-playbook", "-i", str(inv.path), str(playbooks / "indri.yml"), "--check", "--diff"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert VAULT_VALUE in run.stdout  # ansible's own output, before blumeops redacts it
+    written = results.read_text()
+    assert_no_vault_value(written, "the callback's results file")
+    records = {r["task"]: r for r in json.loads(written)["tasks"]}
+    assert records["Secret | a file made from a vault value"]["secret"] is True
+    assert records["Secret | a message naming the vault value"]["msg"] == "the token is ***"
+
+
 def test_vault_value_reaches_the_host_but_never_the_screen_or_the_journal(vault_project: VaultProject) -> None:
     env = vault_project.inventory.env
     preview = run_inv("hosts.preview", "--host=indri", env=env)
