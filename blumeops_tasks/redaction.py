@@ -5,8 +5,10 @@ Which values are secret
     was read from 1Password (`op://` in `.env`), or whose name looks secret (`is_secret_name`);
     and the password of a URL with credentials (`https://user:password@host`) in any variable.
     Values are read from the environment at call time, so a variable loaded from `.env` later is
-    still redacted. A value shorter than 4 characters, or a switch word (true, false, none, null,
-    enabled, disabled), is never masked: masking "1" or "false" would garble every line.
+    still redacted. Values a tool decrypted for this run (Ansible Vault: `add_secret_values`) are
+    secret too, for the rest of the process. A value shorter than 4 characters, or a switch word
+    (true, false, none, null, enabled, disabled), is never masked: masking "1" or "false" would
+    garble every line.
 
 Which forms are masked
     The value itself and its base64 (standard and URL-safe, padded or not, and the part that
@@ -43,6 +45,9 @@ _MIN_PARTIAL_FORM = 6
 _NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "enabled", "disabled"})
 
 _declared: set[str] = set()
+# Secret values that come from no environment variable (Ansible Vault plaintexts), for this process.
+# One frozen set, replaced (never mutated) on each addition: a thread reading it is never disturbed.
+_added_values: list[frozenset[str]] = [frozenset()]
 
 # --- Which names are secret -------------------------------------------------------------------
 
@@ -79,6 +84,12 @@ def declare_secret_names(names: Iterable[str]) -> None:
     _declared.update(names)
 
 
+def add_secret_values(values: Iterable[str]) -> None:
+    """Register secret values that no environment variable holds (e.g. Ansible Vault plaintexts):
+    masked like every other secret from now on, in every form, for the rest of this process."""
+    _added_values[0] = _added_values[0] | {str(value) for value in values}
+
+
 def is_secret_name(name: str) -> bool:
     """Whether the value of the environment variable `name` is a secret."""
     return name in _declared or _looks_secret(name)
@@ -106,7 +117,7 @@ _URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:([^\s/@]+)@")
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Current secret values, longest first so a value containing another is masked whole."""
     env = os.environ if environ is None else environ
-    values = {value for name, value in env.items() if is_secret_name(name)}
+    values = {value for name, value in env.items() if is_secret_name(name)} | _added_values[0]
     for value in env.values():
         if "://" in value:
             for match in _URL_PASSWORD.finditer(value):
@@ -210,6 +221,12 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     """`text` with every form of every secret value replaced by ***."""
     matcher = _matcher(environ)
     return matcher.redact(text) if matcher else text
+
+
+def contains_secret(text: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether any form of any secret value occurs in `text`."""
+    matcher = _matcher(environ)
+    return bool(matcher and matcher.pattern.search(text))
 
 
 def redact_data(data: Any, environ: Mapping[str, str] | None = None) -> Any:

@@ -62,19 +62,45 @@ def problems(doc: dict[str, Any]) -> list[Problem]:
     return found
 
 
+NOT_PREVIEWABLE = "will run, not previewable"
+SECRET_CHANGE = "changed (secret)"
+
+
 def change_for(record: dict[str, Any]) -> Change:
-    """A changed task as a plan change: "update" when it changes a file (has a diff), else "run"."""
+    """A task as a plan change: "update" when it changes a file (has a diff), else "run".
+
+    A change whose content is secret - Ansible hid it (`no_log`, `diff: false`: the callback's
+    `secret`), or its diff holds a secret value (an environment secret, an Ansible Vault value) - is
+    an "update" with no diff, "changed (secret)". A task check mode cannot preview is a "run" that
+    "will run, not previewable".
+    """
+    from blumeops_tasks.redaction import contains_secret
+
     diff = str(record.get("diff") or "")
     path = str(record.get("path") or "")
-    action: Action = "update" if diff.strip() else "run"
-    detail = path if path else str(record.get("action") or "")
+    if record.get("not_previewable"):
+        action: Action = "run"
+        diff, detail = "", NOT_PREVIEWABLE
+    elif record.get("secret") or contains_secret(diff):
+        action = "update"
+        diff, detail = "", f"{path}; {SECRET_CHANGE}" if path else SECRET_CHANGE
+    else:
+        action = "update" if diff.strip() else "run"
+        detail = path if path else str(record.get("action") or "")
     if record.get("handler"):
         detail = f"handler; {detail}" if detail else "handler"
     return Change(action, task_label(record), diff=diff, detail=detail)
 
 
+def pending(record: dict[str, Any]) -> bool:
+    """Whether a task is a change the plan lists: it changed in check mode, or check mode could not
+    preview it (it will run on apply)."""
+    return record.get("status") == "changed" or bool(record.get("not_previewable"))
+
+
 def to_plan(doc: dict[str, Any] | None, layer: str = "hosts", note: str = "") -> LayerPlan:
-    """The shared plan model from a (check-mode) run: per host, the tasks that would change.
+    """The shared plan model from a (check-mode) run: per host, the tasks that would change and
+    those check mode cannot preview (they will run), so "no changes" never hides work.
 
     Every host in the recap is a target, even with no changes. A failed task or unreachable host
     makes the whole plan an error naming them (one sentence each, joined).
@@ -90,7 +116,7 @@ def to_plan(doc: dict[str, Any] | None, layer: str = "hosts", note: str = "") ->
     for record in doc.get("tasks") or []:
         host = str(record.get("host"))
         builder.target(host)
-        if record.get("status") == "changed":
+        if pending(record):
             builder.add(host, change_for(record))
     plan = builder.build(note=note)
     found = problems(doc)

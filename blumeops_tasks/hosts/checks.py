@@ -15,7 +15,7 @@ from pathlib import Path
 from invoke.context import Context
 
 from blumeops_tasks import shell
-from blumeops_tasks.hosts import house_rules, requirements
+from blumeops_tasks.hosts import duplicates, house_rules, requirements
 from blumeops_tasks.hosts.inventory import Inventory, ProjectError, SshTarget, root_playbooks, ssh_command
 from blumeops_tasks.hosts.project import (
     Project,
@@ -38,6 +38,8 @@ def _inventory_parses(c: Context, p: Project) -> Outcome:
         inv = load_inventory(c, p)
     except ProjectError as exc:
         return failed(str(exc), "fix the inventory file Ansible names")
+    if twice := duplicates.findings(c, p, inv):  # Ansible merges these silently: a real ambiguity
+        return warn("; ".join(twice), "define each host once, or give it the same variables everywhere")
     return ok(f"{p.rel(p.inventory)}: {len(inv.hosts)} hosts ({', '.join(inv.hosts)})")
 
 

@@ -8,6 +8,7 @@ ansible.cfg, so relative paths in it resolve the same for the operator and for t
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -143,7 +144,10 @@ def ansible_env(c: Context, p: Project, results: Path | None = None) -> dict[str
 
     env = {**base_env(p), **plugin_env(ask.settings(c, p))}
     if results is not None:
+        from blumeops_tasks.hosts.vault import VAULT_FILES_ENV, project_vault_files
+
         env[RESULTS_ENV] = str(results)
+        env[VAULT_FILES_ENV] = os.pathsep.join(str(f) for f in project_vault_files(p))  # paths, never values
     return env
 
 
@@ -184,7 +188,8 @@ def source_files(p: Project) -> list[Path]:
 def load_inventory(c: Context, p: Project) -> Inventory:
     """Parse the inventory with ansible-inventory; an unparsable source is an error, not a warning.
 
-    The parsed JSON is cached under the state dir, keyed by the inventory's files and settings.
+    The parsed JSON is cached under the state dir, keyed by the inventory's files and settings,
+    unless the inventory holds vault data (ansible-inventory lists encrypted vars files decrypted).
     """
     from blumeops_tasks.hosts import cache
 
@@ -201,7 +206,10 @@ def load_inventory(c: Context, p: Project) -> Inventory:
         data = json.loads(result.stdout)
     except ValueError:
         raise ProjectError(f"ansible-inventory printed no JSON for {p.rel(p.inventory)}.") from None
-    if p.cache_dir is not None:
+    from blumeops_tasks.hosts.vault import files_with_vault_data, inventory_roots
+
+    # An encrypted vars file is listed decrypted: never written to the cache.
+    if p.cache_dir is not None and not files_with_vault_data(inventory_roots(p)):
         cache.put(p.cache_dir, "inventory", key, data)
     return Inventory.from_list_json(data)
 

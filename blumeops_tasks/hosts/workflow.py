@@ -18,7 +18,7 @@ from invoke.context import Context
 from blumeops_tasks import console, shell
 from blumeops_tasks import preflight as runner
 from blumeops_tasks.config import setting
-from blumeops_tasks.hosts import ask, callback_parse, checks, house_rules
+from blumeops_tasks.hosts import ask, callback_parse, checks, house_rules, vault
 from blumeops_tasks.hosts.inventory import Inventory, ProjectError, SshTarget, playbook_for
 from blumeops_tasks.hosts.project import Project, ansible_env, error_line, load_inventory, playbook_command, project
 from blumeops_tasks.plan import LayerPlan
@@ -56,7 +56,9 @@ class Selection:
 
 def selected(c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None) -> Selection:
     """Ask Ansible which hosts and roles the run selects; a playbook or inventory Ansible cannot read,
-    a --limit that leaves no host, or a --tags that no task carries is a ProjectError (one sentence)."""
+    a --limit that leaves no host, or a --tags that no task carries is a ProjectError (one sentence).
+    Before any run: the project's Ansible Vault values become secrets (hosts/vault.py)."""
+    vault.protect(c, p)
     plays = ask.listing(c, p, [playbook], limit=limit)
     hosts = ask.touched_hosts(plays)
     if not hosts:
@@ -176,6 +178,7 @@ def summary(doc: dict[str, Any] | None) -> None:
 def ssh_target(c: Context, host: str, inventory: str | None) -> tuple[Project, Inventory, SshTarget]:
     p = project(c, inventory)
     try:
+        vault.protect(c, p)  # a command's output may hold a vault value (a file a run wrote)
         inv = load_inventory(c, p)
         return p, inv, inv.ssh_target(host)
     except ProjectError as exc:

@@ -10,10 +10,22 @@ output (the stdout callback) stays as it is. The `hosts` tasks read the file wit
 Document (version 1):
   {"version": 1, "check_mode": bool, "playbooks": [...], "plays": [...],
    "tasks": [{"play", "task", "role", "action", "host", "status", "changed", "handler",
-              "path", "diff", "msg", "ignore_errors"}],
+              "path", "diff", "msg", "ignore_errors", "secret", "not_previewable"}],
    "stats": {"HOST": {"ok", "failures", "unreachable", "changed", "skipped", "rescued", "ignored"}}}
 status is one of ok, changed, failed, skipped, unreachable. Results of no_log tasks carry no diff
 and no message.
+
+secret: the task changed something whose content Ansible hides: `no_log` (the result is censored)
+or `diff: false`. Its diff is never recorded; its path comes from the task's own (templated)
+arguments, since a censored result has none.
+Vault values never reach the document: the tasks name the project's files holding vault data in
+BLUMEOPS_VAULT_FILES (paths only); the plugin reads them with the playbook's own loader (its vault
+secrets) and a result whose diff holds a plaintext (or its base64) is recorded `secret` with no
+diff, and a message holding one is masked.
+not_previewable: in check mode, the task was skipped because check mode cannot predict it (a
+command/shell without creates/removes, an action or module without check-mode support), not by a
+condition: it will run when the playbook is applied. Tasks with `check_mode: false` really ran in
+check mode and are recorded as what they did.
 """
 
 from __future__ import annotations
@@ -41,6 +53,9 @@ DOCUMENTATION = """
 """
 
 RESULTS_ENV = "BLUMEOPS_ANSIBLE_RESULTS"
+VAULT_FILES_ENV = "BLUMEOPS_VAULT_FILES"
+_MASK = "***"
+_MIN_SECRET = 4
 _MAX_MSG = 2000
 
 
@@ -63,6 +78,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
             "complete": False,
         }
         self._play = ""
+        self._vault_forms: list[str] = []
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _write(self) -> None:
@@ -104,6 +120,77 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
                         return value
         return ""
 
+    @staticmethod
+    def _arg_path(task: Any) -> str:
+        """The file a task manages, from its own templated arguments (a censored result has none)."""
+        args = getattr(task, "args", None) or {}
+        for key in ("dest", "path"):
+            value = args.get(key) if isinstance(args, dict) else None
+            if isinstance(value, str) and value and "{{" not in value:
+                return value
+        return ""
+
+    @staticmethod
+    def _skipped_by_check_mode(task: Any, data: dict[str, Any]) -> bool:
+        """Skipped because check mode cannot predict it (so it will run on apply), not by a condition.
+
+        A condition leaves `false_condition`/`skip_reason`; a task that check mode cannot preview is
+        skipped without either (per loop item: any item so skipped), and only when the task itself
+        runs in check mode.
+        """
+        if not getattr(task, "check_mode", False):
+            return False
+        items = [item for item in data.get("results") or [] if isinstance(item, dict)]
+        if not items:  # the skip itself (Ansible drops the `skipped` key from a task's own result)
+            return "false_condition" not in data and "skip_reason" not in data
+        return any(
+            item.get("skipped") and "false_condition" not in item and "skip_reason" not in item for item in items
+        )
+
+    # -- vault values ------------------------------------------------------------------------
+    def _read_vault_values(self, loader: Any) -> None:
+        """The plaintexts of the files named in BLUMEOPS_VAULT_FILES, and their base64 forms."""
+        import base64
+
+        from ansible.parsing.vault import VaultHelper, is_encrypted_file
+
+        found: set[str] = set()
+
+        def walk(node: Any, whole: bool) -> None:
+            if VaultHelper.get_ciphertext(node, with_tags=False) is not None:
+                found.add(str(node))
+            elif isinstance(node, dict):
+                for value in node.values():
+                    walk(value, whole)
+            elif isinstance(node, list | tuple):
+                for value in node:
+                    walk(value, whole)
+            elif whole and isinstance(node, str):
+                found.add(str(node))
+
+        for path in filter(None, os.environ.get(VAULT_FILES_ENV, "").split(os.pathsep)):
+            try:
+                with Path(path).open("rb") as handle:
+                    whole = bool(is_encrypted_file(handle))
+                try:
+                    data = loader.load_from_file(path, cache="none")
+                except Exception:
+                    data = loader.get_text_file_contents(path) if whole else None
+                walk(data, whole)
+            except Exception:  # the tasks decrypted these before the run; ansible reports its own errors
+                continue
+        forms = {value for value in found if len(value) >= _MIN_SECRET}
+        forms |= {base64.b64encode(value.encode()).decode() for value in forms}
+        self._vault_forms = sorted(forms, key=len, reverse=True)
+
+    def _holds_vault_value(self, text: str) -> bool:
+        return any(form in text for form in self._vault_forms)
+
+    def _mask_vault_values(self, text: str) -> str:
+        for form in self._vault_forms:
+            text = text.replace(form, _MASK)
+        return text
+
     def _record(self, result: Any, status: str, ignore_errors: bool = False) -> None:
         task = result._task
         data: dict[str, Any] = dict(result._result)
@@ -112,7 +199,13 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
         changed = bool(data.get("changed")) and status in {"ok", "changed"}
         if status == "ok" and changed:
             status = "changed"
+        secret = status == "changed" and (censored or getattr(task, "diff", None) is False)
+        not_previewable = status == "skipped" and self._doc["check_mode"] and self._skipped_by_check_mode(task, data)
         msg = "" if censored else str(data.get("msg") or data.get("stderr") or data.get("reason") or "")
+        path = self._arg_path(task) if censored else self._path_of(data)
+        diff = "" if secret or status != "changed" else self._diff_text(data)
+        if diff and self._holds_vault_value(diff):
+            secret, diff = True, ""
         self._doc["tasks"].append(
             {
                 "play": self._play,
@@ -123,10 +216,12 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
                 "status": status,
                 "changed": changed,
                 "handler": isinstance(task, Handler),
-                "path": "" if censored else self._path_of(data),
-                "diff": "" if censored or status != "changed" else self._diff_text(data),
-                "msg": msg[:_MAX_MSG],
+                "path": self._mask_vault_values(path),
+                "diff": diff,
+                "msg": self._mask_vault_values(msg)[:_MAX_MSG],
                 "ignore_errors": ignore_errors,
+                "secret": secret,
+                "not_previewable": not_previewable,
             }
         )
         self._write()
@@ -134,6 +229,9 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
     # -- events ----------------------------------------------------------------------------
     def v2_playbook_on_start(self, playbook: Any) -> None:
         self._doc["playbooks"].append(str(getattr(playbook, "_file_name", "")))
+        loader = getattr(playbook, "_loader", None)
+        if loader is not None and not self._vault_forms:
+            self._read_vault_values(loader)
         try:
             from ansible import context
 
