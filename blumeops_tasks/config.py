@@ -32,6 +32,8 @@ ROOT_DEFAULTS: dict[str, Any] = {
     # Per-check timeouts in seconds.
     "check_timeout": 60.0,
     "preflight_timeout": 10.0,
+    # The layers this repo uses (empty: every registered layer), e.g. [hosts] for a repo with only Ansible.
+    "layers": [],
     # House rules (our conventions, e.g. a role's meta/argument_specs.yml) are warnings unless strict.
     "lint": {"strict": False},
 }

@@ -26,8 +26,8 @@ def missing_paths(c: Context, layer: Layer) -> list[str]:
     """`blumeops.<layer>.<key> = <value>` for each of the layer's path settings that points nowhere."""
     missing = []
     for key in layer.path_settings:
-        value = str(setting(c, f"{layer.name}.{key}"))
-        if not repo_path(c, value).exists():
+        value = str(setting(c, f"{layer.name}.{key}") or "")
+        if value and not repo_path(c, value).exists():  # empty: the repo has none (e.g. no ansible.cfg)
             missing.append(f"blumeops.{layer.name}.{key} = {value}")
     return missing
 
@@ -82,7 +82,7 @@ def layer_specs(c: Context, selected: tuple[Layer, ...], kind: str) -> list[Chec
 def _run(c: Context, kind: str, layer: str | None, as_json: bool) -> None:
     from blumeops_tasks import preflight as runner
 
-    selected = layers.select(layer)
+    selected = layers.select(layer, c)
     specs = layer_specs(c, selected, kind)
     if kind == "offline":
         timeout, title = float(setting(c, "check_timeout")), "Offline checks"
@@ -138,7 +138,7 @@ def plan(c: Context, layer: str | None = None, json: bool = False) -> None:
     """Read-only preview of every layer. Exit 0 no changes, 2 changes pending, 1 error."""
     from blumeops_tasks import plan as plan_model
 
-    selected = layers.select(layer)
+    selected = layers.select(layer, c)
     with console.status(f"Previewing {', '.join(lay.name for lay in selected)}"):
         plans = collect_plans(c, selected)
     plan_model.report(plans, as_json=json)

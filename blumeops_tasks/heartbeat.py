@@ -36,7 +36,7 @@ def heartbeat(c: Context, textfile: str | None = None, webhook: str | None = Non
     """
     from blumeops_tasks import heartbeat_steps
 
-    layers.select(layer)  # an unknown layer stops here, before any preview
+    layers.select(layer, c)  # an unknown layer stops here, before any preview
     outcome = heartbeat_steps.run(c, layer=layer, textfile=textfile, webhook=webhook or os.environ.get(WEBHOOK_ENV))
     if textfile:
         summary = ", ".join(f"{b.layer} {_state(b.drift)}" for b in outcome.beats)

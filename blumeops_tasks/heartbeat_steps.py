@@ -245,7 +245,7 @@ def run(c: Context, *, layer: str | None, textfile: str | None, webhook: str | N
     from blumeops_tasks.gitops.session import current_machine
     from blumeops_tasks.plan import exit_code
 
-    selected = layers.select(layer)
+    selected = layers.select(layer, c)
     with console.status(f"Heartbeat: previewing {', '.join(lay.name for lay in selected)}"):
         plans = collect_plans(c, selected)
         report, pending_problem = _pending(c, selected)

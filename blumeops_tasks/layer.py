@@ -65,7 +65,10 @@ def owned_paths(c: Context, layer: Layer) -> tuple[str, ...]:
     root = repo_root(c)
     owned: list[str] = []
     for key in layer.path_settings:
-        path = repo_path(c, str(setting(c, f"{layer.name}.{key}"))).resolve()
+        value = str(setting(c, f"{layer.name}.{key}") or "")
+        if not value:  # an empty setting: the repo has no such file (e.g. no ansible.cfg)
+            continue
+        path = repo_path(c, value).resolve()
         try:
             relative = path.relative_to(root).as_posix()
         except ValueError:

@@ -143,7 +143,7 @@ def notes_footer(shared: Shared) -> None:
 def history(c: Context, layer: str | None = None, limit: int = 20, fetch: bool = False, json: bool = False) -> None:
     """The apply journal with other clones' notes, newest first: who applied what, from which commit, how it ended."""
     if layer:
-        layers.select(layer)
+        layers.select(layer, c)
     from blumeops_tasks.gitops import journal, notes
 
     path = journal.journal_path(c)
@@ -321,7 +321,7 @@ def pending(c: Context, layer: str | None = None, fetch: bool = False, json: boo
 
     Exit 0 every layer up to date, 2 something to apply (or never applied), 1 error.
     """
-    selected = layers.select(layer)
+    selected = layers.select(layer, c)
     _root, shared = shared_notes(c, fetch=fetch)
     report = pending_report(c, selected, shared)
     states = [str(item["state"]) for item in report["layers"]]
@@ -393,7 +393,7 @@ def affected_report(c: Context, since: str) -> dict[str, Any]:
     committed = git_state.changed_since(c, root, base)
     status = git_state.read_status(c, root)
     uncommitted = set(status.changed)
-    infos = [targets.LayerInfo(lay.name, owned_paths(c, lay), lay.apply_task) for lay in layers.all_layers()]
+    infos = [targets.LayerInfo(lay.name, owned_paths(c, lay), lay.apply_task) for lay in layers.in_use(c)]
     paths = [*committed, *status.changed]
     hosts_index = targets.hosts_index_for(c, paths, infos)
     hits = targets.map_paths(paths, infos, hosts_index, targets.read_argo_index(root))
@@ -472,7 +472,7 @@ def unlock(c: Context, layer: str) -> None:
     from blumeops_tasks.gitops.lock import clear_stale, live_groups, orphans_message
     from blumeops_tasks.gitops.session import current_machine, lock_directory
 
-    (lay,) = layers.select(layer)
+    (lay,) = layers.select(layer, c)
     status, holder = clear_stale(lock_directory(c, repo_root(c)), lay.name, current_machine())
     if status == "busy":
         who = holder.describe() if holder else "another process"

@@ -67,7 +67,9 @@ def _setting(c: Context, key: str, flag: object = None) -> Any:
 
 
 def project(c: Context, inventory: str | None = None) -> Project:
-    config = repo_path(c, _setting(c, "ansible_config"))
+    configured = str(_setting(c, "ansible_config") or "")
+    # Empty: the repo has no ansible.cfg of its own, and Ansible searches as it always does.
+    config = repo_path(c, configured) if configured else repo_root(c) / "ansible.cfg"
     requirements = str(_setting(c, "requirements"))
     return Project(
         root=repo_root(c),
@@ -89,8 +91,9 @@ def project(c: Context, inventory: str | None = None) -> Project:
 def base_env(p: Project) -> dict[str, str]:
     """What every ansible command gets: the repo's ansible.cfg, no colour, and an inventory source
     that does not parse is an error (Ansible's own parse error), never an empty inventory."""
+    found = {"ANSIBLE_CONFIG": str(p.config)} if p.config.is_file() else {}
     return {
-        "ANSIBLE_CONFIG": str(p.config),
+        **found,
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",

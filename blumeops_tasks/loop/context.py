@@ -276,7 +276,7 @@ def collect(c: Context, *, live: bool, selected: Sequence[Layer] | None = None) 
     from blumeops_tasks.gitops import git_state
     from blumeops_tasks.loop.review import offline_results
 
-    chosen = tuple(selected) if selected is not None else layers.all_layers()
+    chosen = tuple(selected) if selected is not None else layers.in_use(c)
     root = repo_root(c)
     status = git_state.read_status(c, root)
     checks = offline_results(c, chosen)  # first: it warms the caches the sections below read

@@ -134,7 +134,7 @@ def collect(
 
     if live and offline:
         console.fail("--live and --offline contradict each other; pass one of them (or neither).")
-    chosen = tuple(selected) if selected is not None else layers.all_layers()
+    chosen = tuple(selected) if selected is not None else layers.in_use(c)
     base = merge_base(c, since)
     status = git_state.read_status(c, repo_root(c))
     checks = offline_results(c, chosen)
@@ -318,7 +318,7 @@ def markdown(document: Mapping[str, Any]) -> str:
 def run(c: Context, *, since: str, live: bool, offline: bool, layer: str | None, as_json: bool) -> None:
     from blumeops_tasks.redaction import redact
 
-    selected = layers.select(layer)
+    selected = layers.select(layer, c)
     document = collect(c, since=since, live=live, offline=offline, selected=selected)
     if as_json:
         console.print_json(document)

@@ -227,7 +227,7 @@ def make_commit(c: Context, root: Path, commit: str, changes: Sequence[FileChang
 
 
 def run(c: Context, *, layer_name: str, to: str, yes: bool, preview: bool) -> None:
-    (lay,) = layers.select(layer_name)
+    (lay,) = layers.select(layer_name, c)
     root = repo_root(c)
     paths = owned_paths(c, lay)
     if not paths:

@@ -36,3 +36,12 @@ def test_every_layer_fulfils_the_contract(layer) -> None:  # type: ignore[no-unt
     assert all((REPO / path.rstrip("/")).exists() for path in paths), paths
     for name in (*layer.secret_env, *layer.env):
         assert name in (REPO / ".env.example").read_text(), f"{name} is missing from .env.example"
+
+
+def test_an_empty_path_setting_owns_nothing() -> None:
+    """Empty means "this repo has no such file" (e.g. no ansible.cfg): never the whole repo."""
+    c = Context(config=Config(defaults=build_namespace(REPO).configuration()))
+    (hosts,) = layers.select("hosts", c)
+    c.config["blumeops"]["hosts"]["ansible_config"] = ""
+    assert "ansible.cfg" not in owned_paths(c, hosts)
+    assert all(path for path in owned_paths(c, hosts))

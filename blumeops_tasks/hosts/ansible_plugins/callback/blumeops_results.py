@@ -140,6 +140,11 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
         """
         if not getattr(task, "check_mode", False):
             return False
+        if data.get("censored") and getattr(task, "when", None):
+            # no_log censors `false_condition`/`skip_reason` away, so the result cannot tell; a task
+            # with conditions (its own, or its role's and blocks', which `when` extends) that was
+            # skipped is taken as skipped by them: a role switched off must not preview as work.
+            return False
         items = [item for item in data.get("results") or [] if isinstance(item, dict)]
         if not items:  # the skip itself (Ansible drops the `skipped` key from a task's own result)
             return "false_condition" not in data and "skip_reason" not in data
