@@ -38,19 +38,23 @@ def _findings_check(findings: Any, detail: str, strict: bool) -> Callable[[], Ou
 
 
 class RepoRender:
-    """Every app rendered once, by the tools that own its files (for the CRD index and per-app checks).
+    """The apps to check, rendered once by the tools that own their files (per-app checks share it).
 
-    The per-app checks run concurrently; the first to ask renders every app (each with its own
-    tool subprocess, in parallel), so a CRD in one app validates a custom resource in another.
+    The per-app checks run concurrently; the first to ask renders every app to check (each with its
+    own tool subprocess, in parallel). A custom resource is validated against a CRD found in any
+    app's render: when only some apps are checked (`inv check --changed`), the other apps are
+    rendered for their CRDs only if a checked object needs one.
     """
 
-    def __init__(self, c: Context, local: list[Any], repo: Path) -> None:
+    def __init__(self, c: Context, local: list[Any], repo: Path, only: set[str] | None = None) -> None:
         self.c = c
         self.local = local
         self.repo = repo
+        self.checked = [app for app in local if only is None or app.name in only]
         self._lock = threading.Lock()
         self._results: dict[str, Any] | None = None
         self._crds: Any = None
+        self._complete = only is None
 
     def _render_one(self, app: Any) -> Any:
         from blumeops_tasks.argocd import render
@@ -60,28 +64,45 @@ class RepoRender:
         except render.RenderError as exc:
             return exc
 
-    def results(self) -> tuple[dict[str, Any], Any]:
+    def _render(self, apps: list[Any]) -> list[Any]:
         from concurrent.futures import ThreadPoolExecutor
 
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return list(pool.map(self._render_one, apps))
+
+    def results(self) -> tuple[dict[str, Any], Any]:
+        """Each checked app's render (or its RenderError), and the CRDs found in them."""
         from blumeops_tasks.argocd import render, schemas
 
         with self._lock:
             if self._results is None:
-                with ThreadPoolExecutor(max_workers=4) as pool:
-                    rendered = list(pool.map(self._render_one, self.local))
-                self._results = {app.name: r for app, r in zip(self.local, rendered, strict=True)}
+                rendered = self._render(self.checked)
+                self._results = {app.name: r for app, r in zip(self.checked, rendered, strict=True)}
                 self._crds = schemas.CrdIndex.from_objects(
                     obj for r in rendered if isinstance(r, render.Rendered) for obj in r.objects
                 )
             return self._results, self._crds
+
+    def crds(self, objects: Any, kube_version: str) -> Any:
+        """The CRD index for these objects: the checked apps' CRDs, plus every other app's when an
+        object has neither a built-in schema nor a CRD among the checked apps."""
+        from blumeops_tasks.argocd import render, schemas
+
+        self.results()
+        with self._lock:
+            if not self._complete and any(schemas.needs_crd(obj, kube_version, self._crds) for obj in objects):
+                others = [app for app in self.local if app not in self.checked]
+                more = [obj for r in self._render(others) if isinstance(r, render.Rendered) for obj in r.objects]
+                self._crds = schemas.CrdIndex({**self._crds.schemas, **schemas.CrdIndex.from_objects(more).schemas})
+                self._complete = True
+            return self._crds
 
 
 def _render_check(shared: RepoRender, name: str, kube_version: str) -> Callable[[], Outcome]:
     def run() -> Outcome:
         from blumeops_tasks.argocd import render, schemas
 
-        results, crds = shared.results()
-        result = results[name]
+        result = shared.results()[0][name]
         if isinstance(result, render.ToolMissing):
             return failed(str(result), "install the tool it names")
         if isinstance(result, render.RenderError):
@@ -90,7 +111,7 @@ def _render_check(shared: RepoRender, name: str, kube_version: str) -> Callable[
             return skipped(f"{name}: {result.skip}")
         if not result.objects:
             return failed(f"{name}: renders no objects", "list the manifests it should deploy")
-        checked = schemas.validate(result.objects, kube_version, crds)
+        checked = schemas.validate(result.objects, kube_version, shared.crds(result.objects, kube_version))
         if checked.problems:
             return failed(
                 "; ".join(checked.problems), f"fix the objects to match the Kubernetes {kube_version} schemas"
@@ -122,7 +143,8 @@ def _secrets_check(repo: Path, base: str) -> Callable[[], Outcome]:
     return run
 
 
-def offline_checks(c: Context) -> list[CheckSpec]:
+def offline_checks(c: Context, only: set[str] | None = None) -> list[CheckSpec]:
+    """Every app's rows, or with `only` the rows of those apps (plus the rows about the whole tree)."""
     from blumeops_tasks.argocd import apps
 
     repo = repo_root(c)
@@ -139,6 +161,8 @@ def offline_checks(c: Context) -> list[CheckSpec]:
     if not local:
         specs.append(CheckSpec(NAME, "applications", lambda: failed(f"no Applications under {base}/")))
     for app in local:
+        if only is not None and app.name not in only:
+            continue
         found = apps.problems(
             app,
             repo=repo,
@@ -158,10 +182,44 @@ def offline_checks(c: Context) -> list[CheckSpec]:
     specs.append(secrets)
     kube_version = str(_cfg(c, "kube_version"))
     children = [app for app in local if not app.root]
-    shared = RepoRender(c, children, repo)
-    for app in children:
+    shared = RepoRender(c, children, repo, only)
+    for app in shared.checked:
         specs.append(CheckSpec(NAME, f"render {app.name}", _render_check(shared, app.name, kube_version)))
     return specs
+
+
+def apps_touched(c: Context, changed: list[str]) -> set[str] | None:
+    """The apps the changed paths belong to, as `inv affected` maps them (the Application whose source
+    path holds the file; an Application manifest -> the apps it defines); None: the whole layer."""
+    from blumeops_tasks.argocd import apps
+    from blumeops_tasks.gitops import targets
+
+    repo = repo_root(c)
+    base = str(_cfg(c, "dir"))
+    try:
+        local = apps.load(repo, base)
+    except apps.ManifestError:
+        return None  # every row then says what is wrong
+    by_file = {app.file.as_posix(): app.name for app in local}
+    info = targets.LayerInfo(NAME, (f"{base}/",), "argocd.sync")
+    hits = targets.map_paths(changed, [info], targets.HostsIndex(), targets.read_argo_index(repo, base))
+    known = set(apps.names(local))
+    touched: set[str] = set()
+    for hit in hits:
+        if hit.path in by_file:
+            touched.add(by_file[hit.path])
+        if hit.kind != "app" or hit.target not in known:
+            if hit.path not in by_file:
+                return None
+            continue
+        touched.add(hit.target)
+    return touched
+
+
+def scoped_checks(c: Context, changed: list[str]) -> list[CheckSpec]:
+    """`inv check --changed`: the rows of the apps the changed files belong to (every row when a
+    change is not one app's)."""
+    return offline_checks(c, apps_touched(c, changed))
 
 
 # --- preflight ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 from invoke.context import Context
 
@@ -41,30 +42,159 @@ def _inventory_parses(c: Context, p: Project) -> Outcome:
     return ok(f"{p.rel(p.inventory)}: {len(inv.hosts)} hosts ({', '.join(inv.hosts)})")
 
 
-def _syntax(c: Context, p: Project, playbook: Path) -> Outcome:
+def _syntax_failure(c: Context, p: Project, playbook: Path, listing_error: str) -> Outcome:
+    """Ansible could not list the graph: its own `--syntax-check` names the error (the listing's
+    error when the syntax check passes)."""
     result = shell.run(c, playbook_command(p, playbook, mode="syntax"), env=ansible_env(c, p), hide=True, warn=True)
-    if result.exited != 0:
-        return failed(
-            f"{p.rel(playbook)} fails --syntax-check: {error_line(result.stderr or result.stdout)}",
-            f"fix {p.rel(playbook)} (ansible-playbook {p.rel(playbook)} --syntax-check shows the detail)",
+    reason = error_line(result.stderr or result.stdout) if result.exited != 0 else listing_error
+    return failed(
+        f"{p.rel(playbook)} fails --syntax-check: {reason}",
+        f"fix {p.rel(playbook)} (ansible-playbook {p.rel(playbook)} --syntax-check shows the detail)",
+    )
+
+
+# -- one playbook graph, cached on the content of the files it reads -------------------------------
+
+
+def content_digest(root: Path, paths: list[str]) -> str:
+    """sha256 over the content of every file at or under `paths` (relative to `root`, or absolute)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for entry in sorted(paths):
+        path = root / entry
+        files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else []
+        if not files:
+            digest.update(f"missing:{entry}\n".encode())
+        for file in files:
+            if "__pycache__" in file.parts:
+                continue
+            try:
+                data = file.read_bytes()
+            except OSError:
+                data = b"unreadable"
+            digest.update(f"{file.relative_to(root) if file.is_relative_to(root) else file}\0".encode())
+            digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def _rel(p: Project, path: Path) -> str:
+    try:
+        return path.resolve().relative_to(p.root.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def graph_kind(p: Project, playbook: Path) -> str:
+    """The cache kind of one root playbook's entry (one kind per graph: the cache keeps a few per kind)."""
+    import hashlib
+
+    return "graph-" + hashlib.sha256(_rel(p, playbook).encode()).hexdigest()[:12]
+
+
+def graph_key(p: Project, playbook: Path) -> str:
+    from blumeops_tasks.hosts import ask, cache
+
+    return cache.fingerprint([], extra=[ask.listing_command(p, [playbook]), str(p.requirements)])
+
+
+def role_dirs(c: Context, p: Project, names: set[str]) -> dict[str, Path]:
+    """Each role name -> the directory Ansible's roles path resolves it to (first match)."""
+    from blumeops_tasks.hosts import ask
+
+    try:
+        search = [p.roles, *(Path(d).expanduser() for d in ask.settings(c, p).paths("DEFAULT_ROLES_PATH"))]
+    except ProjectError:
+        search = [p.roles]
+    found: dict[str, Path] = {}
+    for name in sorted(names):
+        for entry in search:
+            base = entry if entry.is_absolute() else p.config.parent / entry
+            if (base / name).is_dir():
+                found[name] = base / name
+                break
+    return found
+
+
+def graph_files(c: Context, p: Project, playbook: Path, plays: list[Any]) -> list[str]:
+    """What Ansible's parse of the graph reads: its playbooks (every playbook no other root owns), the
+    inventory, ansible.cfg, requirements.yml, and the directory of every role its plays run, as
+    Ansible's listing names them (plus roles a play names that list no task)."""
+    from blumeops_tasks.gitops.targets import _declared_roles
+    from blumeops_tasks.hosts.inventory import playbooks, root_playbooks
+
+    other_roots = {b.resolve() for b in root_playbooks(p.playbooks)} - {playbook.resolve()}
+    books = [b for b in playbooks(p.playbooks) if b.resolve() not in other_roots]
+    names = {r for play in plays for r in play.roles()}
+    names |= {r for _name, _pattern, roles in _declared_roles(books) for r in roles}
+    dirs = role_dirs(c, p, names)
+    files = [*books, p.inventory, p.config, p.requirements, *dirs.values()]
+    return sorted({_rel(p, f) for f in files})
+
+
+def graph_entry(p: Project, playbook: Path) -> dict[str, Any] | None:
+    from blumeops_tasks.hosts import cache
+
+    if p.cache_dir is None:
+        return None
+    entry = cache.get(p.cache_dir, graph_kind(p, playbook), graph_key(p, playbook))
+    return entry if isinstance(entry, dict) and isinstance(entry.get("files"), list) else None
+
+
+def graph_outcome(c: Context, p: Project, playbook: Path) -> Outcome:
+    """The graph parses, as Ansible's listing of it says (`--list-hosts --list-tasks --list-tags`
+    parses everything `--syntax-check` parses, then lists). A pass is cached on the content of
+    the files the graph reads; an edit to any of them (and only to them) parses it again."""
+    from blumeops_tasks.hosts import ask, cache
+
+    entry = graph_entry(p, playbook)
+    if entry is not None and entry.get("digest") == content_digest(p.root, entry["files"]):
+        return ok(
+            f"{p.rel(playbook)} parses (cached: the {len(entry['files'])} paths it reads are unchanged since "
+            f"Ansible parsed them)"
         )
-    return ok(f"{p.rel(playbook)} passes --syntax-check")
+    try:
+        plays = ask.listing(c, p, [playbook])
+    except ProjectError as exc:
+        return _syntax_failure(c, p, playbook, str(exc))
+    files = graph_files(c, p, playbook, plays)
+    roles = sorted({r for play in plays for r in play.roles()})
+    if p.cache_dir is not None:
+        value = {"files": files, "digest": content_digest(p.root, files), "roles": roles}
+        cache.put(p.cache_dir, graph_kind(p, playbook), graph_key(p, playbook), value)
+    return ok(
+        f"{p.rel(playbook)} parses (ansible-playbook --list-tasks, every step of --syntax-check and then the "
+        f"listing: {len(plays)} plays; roles: {', '.join(roles) or 'none'})"
+    )
 
 
-def _specs(p: Project, strict: bool) -> Outcome:
-    names = house_rules.roles(p.roles)
+def _reads(entry: dict[str, Any] | None, changed: list[str]) -> bool:
+    """Whether a graph's cached entry names any of the changed paths (a file, or one under a directory);
+    no entry: the graph was never parsed here, so it counts as touched."""
+    if entry is None:
+        return True
+    names = [str(f).rstrip("/") for f in entry["files"]]
+    return any(path == name or path.startswith(name + "/") for path in changed for name in names)
+
+
+def _specs(p: Project, strict: bool, only: list[str] | None = None) -> Outcome:
+    names = house_rules.roles(p.roles) if only is None else only
     findings = [f for role in names for f in house_rules.spec_findings(p.roles / role)]
     if findings:
         return house_rule(strict, "; ".join(findings), "keep meta/argument_specs.yml equal to defaults/main.yml")
-    return ok(f"argument specs match defaults for {len(names)} roles")
+    return ok(f"argument specs match defaults for {_roles_phrase(names)}")
 
 
-def _headers(p: Project, strict: bool) -> Outcome:
-    names = house_rules.roles(p.roles)
+def _headers(p: Project, strict: bool, only: list[str] | None = None) -> Outcome:
+    names = house_rules.roles(p.roles) if only is None else only
     findings = [f for role in names for f in house_rules.header_findings(p.roles / role)]
     if findings:
         return house_rule(strict, "; ".join(findings), "head each template with {{ ansible_managed | comment }}")
-    return ok(f"every template of {len(names)} roles names ansible_managed")
+    return ok(f"every template of {_roles_phrase(names)} names ansible_managed")
+
+
+def _roles_phrase(names: list[str]) -> str:
+    return f"role {names[0]}" if len(names) == 1 else f"{len(names)} roles"
 
 
 def requirements_outcome(c: Context, p: Project, before_a_run: bool) -> Outcome:
@@ -84,6 +214,10 @@ def requirements_outcome(c: Context, p: Project, before_a_run: bool) -> Outcome:
     return ok(f"everything in {p.rel(p.requirements)} is installed")
 
 
+def _graph_spec(c: Context, p: Project, playbook: Path) -> CheckSpec:
+    return CheckSpec(NAME, f"syntax {playbook.name}", lambda: graph_outcome(c, p, playbook), timeout=60)
+
+
 def offline_checks(c: Context, p: Project, strict: bool = False) -> list[CheckSpec]:
     specs = [
         CheckSpec(NAME, "inventory parses", lambda: _inventory_parses(c, p)),
@@ -92,8 +226,33 @@ def offline_checks(c: Context, p: Project, strict: bool = False) -> list[CheckSp
         CheckSpec(NAME, "ansible_managed headers", lambda: _headers(p, strict)),
     ]
     # One syntax check per playbook graph: a playbook another one imports is checked with it.
-    for playbook in root_playbooks(p.playbooks):
-        specs.append(CheckSpec(NAME, f"syntax {playbook.name}", lambda pb=playbook: _syntax(c, p, pb), timeout=60))  # type: ignore[misc]
+    specs += [_graph_spec(c, p, playbook) for playbook in root_playbooks(p.playbooks)]
+    return specs
+
+
+def scoped_checks(c: Context, p: Project, changed: list[str], strict: bool = False) -> list[CheckSpec]:
+    """`inv check --changed`: only the rows the changed paths (repo-relative) touch. A role's files
+    -> its house rules and the graphs that read them; the inventory or ansible.cfg -> the inventory
+    row and every graph; requirements.yml -> its row and every graph; a playbook -> its graph."""
+    roles_dir = _rel(p, p.roles)
+    inventory, config, reqs = _rel(p, p.inventory), _rel(p, p.config), _rel(p, p.requirements)
+    known = set(house_rules.roles(p.roles))
+    roles = sorted(
+        {path[len(roles_dir) + 1 :].split("/", 1)[0] for path in changed if path.startswith(roles_dir + "/")} & known
+    )
+    specs: list[CheckSpec] = []
+    if any(path in (config, inventory) or path.startswith(inventory + "/") for path in changed):
+        specs.append(CheckSpec(NAME, "inventory parses", lambda: _inventory_parses(c, p)))
+    if any(path in (config, reqs) for path in changed):
+        specs.append(CheckSpec(NAME, "requirements installed", lambda: requirements_outcome(c, p, False), timeout=60))
+    if roles:
+        specs.append(CheckSpec(NAME, "argument specs = defaults", lambda: _specs(p, strict, roles)))
+        specs.append(CheckSpec(NAME, "ansible_managed headers", lambda: _headers(p, strict, roles)))
+    specs += [
+        _graph_spec(c, p, playbook)
+        for playbook in root_playbooks(p.playbooks)
+        if _reads(graph_entry(p, playbook), changed)
+    ]
     return specs
 
 
