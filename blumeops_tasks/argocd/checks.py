@@ -4,6 +4,7 @@ cluster access, and the read-only plan. Loaded when `inv check/preflight/plan` r
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -55,14 +56,31 @@ class RepoRender:
         self._results: dict[str, Any] | None = None
         self._crds: Any = None
         self._complete = only is None
+        self._tree_lock = threading.Lock()
+        self._tree: str | None = None
 
     def _render_one(self, app: Any) -> Any:
         from blumeops_tasks.argocd import render
 
+        tree = self.tree()
+        cached = render.cached_render(self.c, app, tree)
+        if cached is not None:
+            return cached
         try:
-            return render.render_app(self.c, app, self.repo, str(_cfg(self.c, "repo_url")))
+            result = render.render_app(self.c, app, self.repo, str(_cfg(self.c, "repo_url")))
         except render.RenderError as exc:
             return exc
+        render.keep_render(self.c, app, tree, result)
+        return result
+
+    def tree(self) -> str:
+        """The content digest of the argocd tree, computed once (the render cache's key)."""
+        from blumeops_tasks.argocd import render
+
+        with self._tree_lock:
+            if self._tree is None:
+                self._tree = render.tree_digest(self.c, self.repo)
+            return self._tree
 
     def _render(self, apps: list[Any]) -> list[Any]:
         from concurrent.futures import ThreadPoolExecutor
@@ -119,6 +137,8 @@ def _render_check(shared: RepoRender, name: str, kube_version: str) -> Callable[
         count = len(result.objects) - checked.skipped
         total = f"{count} of {len(result.objects)}" if checked.skipped else str(count)
         detail = f"{total} objects ({result.tool}) valid for Kubernetes {kube_version}"
+        if result.notes:
+            detail += f" ({'; '.join(result.notes)})"
         if checked.by_crd:
             detail += f", {checked.by_crd} against a CRD in the repo"
         if checked.unchecked:
@@ -128,35 +148,59 @@ def _render_check(shared: RepoRender, name: str, kube_version: str) -> Callable[
     return run
 
 
-def _secrets_check(repo: Path, base: str) -> Callable[[], Outcome]:
+def _secrets_check(repo: Path, base: str, files: list[str] | None = None) -> Callable[[], Outcome]:
+    """No committed Secret values under the tree; with `files`, in those files only (a commit can add a
+    Secret only in a file it changes)."""
+
     def run() -> Outcome:
         from blumeops_tasks.argocd import committed_secrets
 
-        files = committed_secrets.find(repo, base)
-        if files:
+        found = committed_secrets.find(repo, base) if files is None else _secret_files(repo, files)
+        if found:
             return failed(
-                f"a Secret with data/stringData is committed in {', '.join(files)}",
+                f"a Secret with data/stringData is committed in {', '.join(found)}",
                 "remove it from git (and rotate the values); use an ExternalSecret or SealedSecret",
             )
-        return ok(f"no Secret values under {base}/")
+        where = f"{base}/" if files is None else f"the {len(files)} changed file(s)"
+        return ok(f"no Secret values in {where}")
 
     return run
 
 
-def offline_checks(c: Context, only: set[str] | None = None) -> list[CheckSpec]:
-    """Every app's rows, or with `only` the rows of those apps (plus the rows about the whole tree)."""
+def _secret_files(repo: Path, files: list[str]) -> list[str]:
+    """committed_secrets' verdict on just these repo-relative files (each read as a tree of one)."""
+    from blumeops_tasks.argocd import committed_secrets
+
+    found: list[str] = []
+    for relative in files:
+        path = repo / relative
+        if path.is_file() and path.suffix in committed_secrets.SUFFIXES:
+            with tempfile.TemporaryDirectory(prefix="blumeops-secrets-") as scratch:
+                copy = Path(scratch) / "tree" / path.name
+                copy.parent.mkdir()
+                copy.write_bytes(path.read_bytes())
+                if committed_secrets.find(Path(scratch), "tree"):
+                    found.append(relative)
+    return found
+
+
+def offline_checks(c: Context, only: set[str] | None = None, changed: list[str] | None = None) -> list[CheckSpec]:
+    """Every app's rows, or with `only` the rows of those apps (plus the rows about the whole tree;
+    `changed`: the secrets row reads only those files)."""
     from blumeops_tasks.argocd import apps
 
     repo = repo_root(c)
     base = str(_cfg(c, "dir"))
     strict = lint_strict(c)
     manifests_root = f"{base}/{apps.MANIFESTS_DIR}"
-    secrets = CheckSpec(NAME, "no committed secrets", _secrets_check(repo, base))
+    secrets = CheckSpec(NAME, "no committed secrets", _secrets_check(repo, base, changed))
     try:
         local = apps.load(repo, base)
     except apps.ManifestError as exc:
         message = str(exc)
         return [CheckSpec(NAME, "applications", lambda: failed(message, "fix the YAML")), secrets]
+    if changed is not None:
+        only = apps_touched(base, local, changed)
     specs: list[CheckSpec] = []
     if not local:
         specs.append(CheckSpec(NAME, "applications", lambda: failed(f"no Applications under {base}/")))
@@ -188,38 +232,37 @@ def offline_checks(c: Context, only: set[str] | None = None) -> list[CheckSpec]:
     return specs
 
 
-def apps_touched(c: Context, changed: list[str]) -> set[str] | None:
+def apps_touched(base: str, local: list[Any], changed: list[str]) -> set[str] | None:
     """The apps the changed paths belong to, as `inv affected` maps them (the Application whose source
-    path holds the file; an Application manifest -> the apps it defines); None: the whole layer."""
-    from blumeops_tasks.argocd import apps
+    path holds the file; an Application manifest -> the app it defines); None: the whole layer."""
     from blumeops_tasks.gitops import targets
+    from blumeops_tasks.gitops.git_state import path_in
 
-    repo = repo_root(c)
-    base = str(_cfg(c, "dir"))
-    try:
-        local = apps.load(repo, base)
-    except apps.ManifestError:
-        return None  # every row then says what is wrong
     by_file = {app.file.as_posix(): app.name for app in local}
+    sources = {
+        str(source["path"]).strip("/"): app.name
+        for app in local
+        for source in app.sources
+        if source.get("path") and path_in(str(source["path"]).strip("/") + "/", (base + "/",))
+    }
+    index = targets.ArgoIndex(sources, frozenset(by_file))
     info = targets.LayerInfo(NAME, (f"{base}/",), "argocd.sync")
-    hits = targets.map_paths(changed, [info], targets.HostsIndex(), targets.read_argo_index(repo, base))
-    known = set(apps.names(local))
+    known = {app.name for app in local}
     touched: set[str] = set()
-    for hit in hits:
+    for hit in targets.map_paths(changed, [info], targets.HostsIndex(), index):
         if hit.path in by_file:
             touched.add(by_file[hit.path])
-        if hit.kind != "app" or hit.target not in known:
-            if hit.path not in by_file:
-                return None
-            continue
-        touched.add(hit.target)
+        elif hit.kind == "app" and hit.target in known:
+            touched.add(hit.target)
+        else:
+            return None
     return touched
 
 
 def scoped_checks(c: Context, changed: list[str]) -> list[CheckSpec]:
-    """`inv check --changed`: the rows of the apps the changed files belong to (every row when a
+    """`inv check --changed`: the rows of the apps the changed files belong to (every app's rows when a
     change is not one app's)."""
-    return offline_checks(c, apps_touched(c, changed))
+    return offline_checks(c, changed=changed)
 
 
 # --- preflight ------------------------------------------------------------------------------
