@@ -12,8 +12,9 @@ prints medians of interleaved runs (the order rotated each round):
   2. `inv check --changed` after editing  / the native validator of that file
      one role file, then one app file       (`ansible-playbook --syntax-check` on the graph that runs
                                              the role; `kubectl kustomize` on the app)
-  3. `inv hosts.provision` with one change / bare `ansible-playbook --diff` with one change (a
-                                             disposable host: tests/hosts/sshd.py)
+  3. `inv hosts.provision` with one change / bare `ansible-playbook --diff` with one change (host1's
+                                             host_vars edited before each run; a disposable host:
+                                             tests/hosts/sshd.py)
   4. `inv history --limit 20` on a 100k-line journal (absolute seconds)
 
 Each edit is made before its timed run and not timed; the file alternates between two contents,
@@ -80,10 +81,9 @@ def role(root: Path, name: str) -> None:
         f"- name: {name} | config\n  ansible.builtin.template:\n    src: {name}.conf.j2\n"
         f'    dest: "{{{{ {name}_dir }}}}/{name}.conf"\n    mode: "0644"\n',
     )
-    stamp = " {{ lookup('ansible.builtin.env', 'BENCH_STAMP') }}" if name == "role01" else ""
     write(
         base / "templates" / f"{name}.conf.j2",
-        f"{{{{ ansible_managed | comment }}}}\nmessage = {{{{ {name}_message }}}}{stamp}\n",
+        f"{{{{ ansible_managed | comment }}}}\nmessage = {{{{ {name}_message }}}}\n",
     )
 
 
@@ -126,6 +126,7 @@ def build(root: Path, apps: int, roles: int, hosts: int, connection: dict[str, o
     vars_ = dict(connection or {}, ansible_python_interpreter=sys.executable if connection else "/usr/bin/python3")
     inventory = {"all": {"children": {"linux": {"hosts": {h: dict(vars_) for h in host_names}}}}}
     write(root / "ansible" / "inventory" / "hosts.yml", yaml.safe_dump(inventory, sort_keys=False))
+    write(root / "ansible" / "inventory" / "host_vars" / "host1.yml", "---\nrole01_message: bench change 0\n")
     write(root / "ansible" / "inventory" / "group_vars" / "all.yml", "---\nansible_managed: managed by the bench\n")
     for index, host in enumerate(host_names):
         # Every host runs role01 and a share of the others (each role on at least one host).
@@ -252,7 +253,6 @@ def main() -> None:  # noqa: PLR0915  # one measure after another, in one place
             PYTHONPATH=str(REPO),
             INVOKE_BLUMEOPS_STATE_DIR=str(state),
             ANSIBLE_SSH_CONTROL_PATH_DIR=str(control),
-            BENCH_STAMP="0",
         )
         ansible_env = {**env, "ANSIBLE_CONFIG": str(root / "ansible" / "ansible.cfg")}
         inv = [sys.executable, "-m", "invoke"]
@@ -306,19 +306,23 @@ def main() -> None:  # noqa: PLR0915  # one measure after another, in one place
 
         apply_results: dict[str, float] = {}
         if sshd is not None:
-            stamp = iter(range(1, 10**6))
+            # One real change per run: host1's host_vars file alternates between two values of a
+            # variable one template uses (an edit, as an operator makes one), for both sides alike.
+            host_vars = ansible / "inventory" / "host_vars" / "host1.yml"
+            count = [0]
 
-            def changed_env() -> dict[str, str]:
-                return {**ansible_env, "BENCH_STAMP": str(next(stamp))}
+            def one_change() -> None:
+                count[0] += 1
+                host_vars.write_text(f"---\nrole01_message: bench change {count[0] % 2}\n", encoding="utf-8")
 
             bare = ["ansible-playbook", "-i", "inventory", "playbooks/host1.yml", "--diff"]
             provision = [*inv, "hosts.provision", "--host=host1", "--yes", "--allow-dirty"]
             apply_measures: dict[str, Callable[[], float]] = {
-                "inv hosts.provision, one change": lambda: timed(provision, root, changed_env()),
-                "bare ansible-playbook --diff, one change": lambda: timed(bare, ansible, changed_env()),
+                "inv hosts.provision, one change": lambda: after(one_change, provision, root),
+                "bare ansible-playbook --diff, one change": lambda: after(one_change, bare, ansible),
             }
             print("converging host1, then timing the applies ...", flush=True)
-            timed(bare, ansible, changed_env())
+            after(one_change, bare, ansible)
             for measure in apply_measures.values():
                 measure()
             apply_results = medians(args.runs, apply_measures)

@@ -324,11 +324,25 @@ def strategy_outcome(name: str, exited: int, output: str) -> Outcome:
 
 
 def _strategy(c: Context, p: Project) -> Outcome:
-    from blumeops_tasks.hosts import ask
+    """Ansible's loader loads the configured strategy. A pass is cached on what the answer depends on:
+    the strategy's name, the ansible-playbook script, the plugin paths (and their files) and the
+    environment the loader runs in; a failure always asks again."""
+    from blumeops_tasks.hosts import ask, cache
 
-    name = str(ask.settings(c, p).get("DEFAULT_STRATEGY") or "linear")
+    configured = ask.settings(c, p)
+    name = str(configured.get("DEFAULT_STRATEGY") or "linear")
+    env = ansible_env(c, p)
     command = shlex.join([ansible_python(p), "-c", _LOAD_STRATEGY, name])
-    result = shell.run(c, command, env=ansible_env(c, p), hide=True, warn=True)
+    executable = shell.which(p.ansible_playbook)
+    plugin_dirs = [Path(d).expanduser() for d in configured.paths("DEFAULT_STRATEGY_PLUGIN_PATH")]
+    plugin_dirs += [Path(d) for d in env.get("ANSIBLE_STRATEGY_PLUGINS", "").split(":") if d]
+    sources = [Path(executable)] if executable else []
+    key = cache.fingerprint([*sources, *plugin_dirs], extra=[command, *sorted(f"{k}={v}" for k, v in env.items())])
+    if p.cache_dir is not None and cache.get(p.cache_dir, "strategy", key) == name:
+        return strategy_outcome(name, 0, "")
+    result = shell.run(c, command, env=env, hide=True, warn=True)
+    if result.exited == 0 and p.cache_dir is not None:
+        cache.put(p.cache_dir, "strategy", key, name)
     return strategy_outcome(name, result.exited, (result.stdout or "") + (result.stderr or ""))
 
 
