@@ -189,17 +189,27 @@ def medians(runs: int, measures: dict[str, Callable[[], float]]) -> dict[str, fl
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def toggler(path: Path) -> Callable[[], None]:
-    """An edit per call: the file alternates between two edited contents (never the committed one),
-    so each run sees a file that differs from HEAD and from the previous run."""
-    original = path.read_text(encoding="utf-8")
-    count = [0]
+class Edits:
+    """One-file edits for the --changed measures: each edit first puts every other edited file back
+    to its committed content (so only that one file differs from HEAD), then writes a content never
+    written before (so no cache has seen it). `restore()` puts everything back (the warm measures)."""
 
-    def edit() -> None:
-        count[0] += 1
-        path.write_text(original + f"# bench edit {count[0] % 2}\n", encoding="utf-8")
+    def __init__(self, *paths: Path) -> None:
+        self.original = {path: path.read_text(encoding="utf-8") for path in paths}
+        self.count = 0
 
-    return edit
+    def restore(self) -> None:
+        for path, text in self.original.items():
+            if path.read_text(encoding="utf-8") != text:
+                path.write_text(text, encoding="utf-8")
+
+    def of(self, path: Path) -> Callable[[], None]:
+        def edit() -> None:
+            self.restore()
+            self.count += 1
+            path.write_text(self.original[path] + f"# bench edit {self.count}\n", encoding="utf-8")
+
+        return edit
 
 
 def row(label: str, ours: float, theirs: float, goal: float) -> str:
@@ -260,14 +270,22 @@ def main() -> None:  # noqa: PLR0915  # one measure after another, in one place
         syntax = ["ansible-playbook", "-i", "inventory", "playbooks/site.yml", "--syntax-check"]
         one_app = root / "argocd" / "manifests" / "app07"
 
-        def native(command: list[str], cwd: Path) -> Callable[[], float]:
-            return lambda: timed(command, cwd, ansible_env)
+        role_file = ansible / "roles" / "role05" / "tasks" / "main.yml"
+        edits = Edits(role_file, one_app / "deployment.yaml")
+        role_edit, app_edit = edits.of(role_file), edits.of(one_app / "deployment.yaml")
+
+        def warm(command: list[str], cwd: Path) -> Callable[[], float]:
+            def run() -> float:
+                edits.restore()
+                return timed(command, cwd, ansible_env)
+
+            return run
 
         validators = {
-            "ansible-playbook --syntax-check site.yml": native(syntax, ansible),
-            "ansible-inventory --list": native(["ansible-inventory", "-i", "inventory", "--list"], ansible),
-            "kubectl kustomize (one app)": native(["kubectl", "kustomize", str(one_app)], root),
-            "program under mocks (uncached)": native(
+            "ansible-playbook --syntax-check site.yml": warm(syntax, ansible),
+            "ansible-inventory --list": warm(["ansible-inventory", "-i", "inventory", "--list"], ansible),
+            "kubectl kustomize (one app)": warm(["kubectl", "kustomize", str(one_app)], root),
+            "program under mocks (uncached)": warm(
                 [
                     sys.executable,
                     "-m",
@@ -280,15 +298,13 @@ def main() -> None:  # noqa: PLR0915  # one measure after another, in one place
                 root,
             ),
         }
-        role_edit = toggler(ansible / "roles" / "role05" / "tasks" / "main.yml")
-        app_edit = toggler(one_app / "deployment.yaml")
 
         def after(edit: Callable[[], None], command: list[str], cwd: Path, expect: tuple[int, ...] = (0,)) -> float:
             edit()
             return timed(command, cwd, ansible_env, expect)
 
         measures: dict[str, Callable[[], float]] = {
-            "inv check (warm)": lambda: timed([*inv, "check"], root, env),
+            "inv check (warm)": warm([*inv, "check"], root),
             **validators,
             "inv check --changed (role file edited)": lambda: after(role_edit, [*inv, "check", "--changed"], root),
             "syntax-check after the same edit": lambda: after(role_edit, syntax, ansible),
@@ -321,6 +337,7 @@ def main() -> None:  # noqa: PLR0915  # one measure after another, in one place
                 "inv hosts.provision, one change": lambda: after(one_change, provision, root),
                 "bare ansible-playbook --diff, one change": lambda: after(one_change, bare, ansible),
             }
+            edits.restore()
             print("converging host1, then timing the applies ...", flush=True)
             after(one_change, bare, ansible)
             for measure in apply_measures.values():

@@ -58,20 +58,22 @@ class RepoRender:
         self._complete = only is None
         self._tree_lock = threading.Lock()
         self._tree: str | None = None
+        self._validated: dict[str, Any] = {}  # app -> its validation against the built-in schemas (workers)
+
+    def validation(self, name: str, objects: Any, kube_version: str) -> Any:
+        """The app's validation: a worker's, unless it left kinds with no built-in schema (those need
+        the CRDs of every app), else validated here."""
+        from blumeops_tasks.argocd import schemas
+
+        done = self._validated.get(name)
+        if done is not None and not done.unchecked:
+            return done
+        return schemas.validate(objects, kube_version, self.crds(objects, kube_version))
 
     def _render_one(self, app: Any) -> Any:
         from blumeops_tasks.argocd import render
 
-        tree = self.tree()
-        cached = render.cached_render(self.c, app, tree)
-        if cached is not None:
-            return cached
-        try:
-            result = render.render_app(self.c, app, self.repo, str(_cfg(self.c, "repo_url")))
-        except render.RenderError as exc:
-            return exc
-        render.keep_render(self.c, app, tree, result)
-        return result
+        return render.render_cached(self.c, app, self.repo, str(_cfg(self.c, "repo_url")), self.tree())
 
     def tree(self) -> str:
         """The content digest of the argocd tree, computed once (the render cache's key)."""
@@ -85,8 +87,35 @@ class RepoRender:
     def _render(self, apps: list[Any]) -> list[Any]:
         from concurrent.futures import ThreadPoolExecutor
 
+        workers = pool_workers(len(apps))
+        if workers:
+            return self._render_in_processes(apps, workers)
         with ThreadPoolExecutor(max_workers=4) as pool:
             return list(pool.map(self._render_one, apps))
+
+    def _render_in_processes(self, apps: list[Any], workers: int) -> list[Any]:
+        """Render and validate in worker processes: validation is pure Python and holds the GIL, so
+        threads share one core for it. Each worker loads the schemas once."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from blumeops_tasks.argocd import render
+        from blumeops_tasks.config import state_dir
+
+        settings = {
+            "root": str(self.repo),
+            "state_dir": str(state_dir(self.c)),
+            "argocd": {key: _cfg(self.c, key) for key in ("dir", "kustomize", "repo_url", "kube_version")},
+        }
+        kube_version = str(_cfg(self.c, "kube_version"))
+        jobs = [(settings, app, str(self.repo), kube_version, self.tree()) for app in apps]
+        context = multiprocessing.get_context("spawn")  # never fork a process that runs check threads
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            done = list(pool.map(render.render_and_validate, jobs, chunksize=max(1, len(jobs) // (workers * 4))))
+        for app, (_result, validation) in zip(apps, done, strict=True):
+            if validation is not None:
+                self._validated[app.name] = validation
+        return [result for result, _validation in done]
 
     def results(self) -> tuple[dict[str, Any], Any]:
         """Each checked app's render (or its RenderError), and the CRDs found in them."""
@@ -116,9 +145,25 @@ class RepoRender:
             return self._crds
 
 
+# Apps from which rendering and validation run in worker processes (measured: docs/performance.md);
+# below it a worker's start (an interpreter, the schemas loaded again) costs more than the GIL does.
+POOL_MIN_APPS = 10**9
+POOL_MAX_WORKERS = 4
+
+
+def pool_workers(apps: int) -> int:
+    """Worker processes for `apps` renders: none below POOL_MIN_APPS or on one CPU
+    (`BLUMEOPS_ARGOCD_POOL_MIN_APPS` overrides the threshold, for measuring)."""
+    import os
+
+    threshold = int(os.environ.get("BLUMEOPS_ARGOCD_POOL_MIN_APPS") or POOL_MIN_APPS)
+    cpus = os.cpu_count() or 1
+    return min(cpus, POOL_MAX_WORKERS) if apps >= threshold and cpus > 1 else 0
+
+
 def _render_check(shared: RepoRender, name: str, kube_version: str) -> Callable[[], Outcome]:
     def run() -> Outcome:
-        from blumeops_tasks.argocd import render, schemas
+        from blumeops_tasks.argocd import render
 
         result = shared.results()[0][name]
         if isinstance(result, render.ToolMissing):
@@ -129,7 +174,7 @@ def _render_check(shared: RepoRender, name: str, kube_version: str) -> Callable[
             return skipped(f"{name}: {result.skip}")
         if not result.objects:
             return failed(f"{name}: renders no objects", "list the manifests it should deploy")
-        checked = schemas.validate(result.objects, kube_version, shared.crds(result.objects, kube_version))
+        checked = shared.validation(name, result.objects, kube_version)
         if checked.problems:
             return failed(
                 "; ".join(checked.problems), f"fix the objects to match the Kubernetes {kube_version} schemas"

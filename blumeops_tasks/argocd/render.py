@@ -13,6 +13,8 @@ error, except a remote base that needs the network: that is a skip with its reas
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shlex
 import tempfile
@@ -247,6 +249,9 @@ def cached_render(c: Context, app: LocalApp, tree: str) -> Rendered | None:
     value = cache.get(*where)
     if not isinstance(value, dict) or not isinstance(value.get("objects"), list):
         return None
+    directory, kind, key = where
+    with contextlib.suppress(OSError):
+        os.utime(directory / f"{kind}-{key}.json")  # the cache keeps the most recently written (here: used)
     return Rendered(tuple(value["objects"]), tool=str(value.get("tool") or ""), notes=(CACHED_NOTE,))
 
 
@@ -258,6 +263,37 @@ def keep_render(c: Context, app: LocalApp, tree: str, result: Rendered) -> None:
     where = _render_key(c, app, tree)
     if where is not None:
         cache.put(*where, {"objects": list(result.objects), "tool": result.tool})
+
+
+def render_cached(c: Context, app: LocalApp, repo: Path, repo_url: str, tree: str) -> Rendered | RenderError:
+    """The app's render from the cache when its key is unchanged, else from its tool (then kept)."""
+    cached = cached_render(c, app, tree)
+    if cached is not None:
+        return cached
+    try:
+        result = render_app(c, app, repo, repo_url)
+    except RenderError as exc:
+        return exc
+    keep_render(c, app, tree, result)
+    return result
+
+
+def render_and_validate(job: tuple[dict[str, Any], LocalApp, str, str, str]) -> tuple[Any, Any]:
+    """In a worker process (ProcessPoolExecutor): render one app and validate it against the built-in
+    schemas. `job` is (the `blumeops` settings the render reads, the app, the repo, the Kubernetes
+    version, the tree digest). Objects of kinds with no built-in schema come back as unchecked; the
+    parent validates those against the CRDs of every app."""
+    from invoke.config import Config
+    from invoke.context import Context as Runner
+
+    from blumeops_tasks.argocd import schemas
+
+    settings, app, repo, kube_version, tree = job
+    c = Runner(config=Config(overrides={"blumeops": settings}))
+    result = render_cached(c, app, Path(repo), str(settings["argocd"]["repo_url"]), tree)
+    if not isinstance(result, Rendered) or result.skip or not result.objects:
+        return result, None
+    return result, schemas.validate(result.objects, kube_version, schemas.CrdIndex({}))
 
 
 # --- helm -------------------------------------------------------------------------------------

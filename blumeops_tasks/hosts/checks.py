@@ -7,6 +7,7 @@ configured strategy loads, requirements are installed); our own role conventions
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -86,16 +87,11 @@ def _rel(p: Project, path: Path) -> str:
 
 
 def graph_kind(p: Project, playbook: Path) -> str:
-    """The cache kind of one root playbook's entry (one kind per graph: the cache keeps a few per kind)."""
-    import hashlib
-
-    return "graph-" + hashlib.sha256(_rel(p, playbook).encode()).hexdigest()[:12]
-
-
-def graph_key(p: Project, playbook: Path) -> str:
+    """The cache kind of one root playbook's entries: the playbook, Ansible's command line and the
+    ANSIBLE_* environment (one kind per graph and setting; the cache keeps a few entries per kind)."""
     from blumeops_tasks.hosts import ask, cache
 
-    return cache.fingerprint([], extra=[ask.listing_command(p, [playbook]), str(p.requirements)])
+    return "graph-" + cache.fingerprint([], extra=[_rel(p, playbook), ask.listing_command(p, [playbook])])[:12]
 
 
 def role_dirs(c: Context, p: Project, names: set[str]) -> dict[str, Path]:
@@ -132,13 +128,40 @@ def graph_files(c: Context, p: Project, playbook: Path, plays: list[Any]) -> lis
     return sorted({_rel(p, f) for f in files})
 
 
-def graph_entry(p: Project, playbook: Path) -> dict[str, Any] | None:
-    from blumeops_tasks.hosts import cache
-
+def graph_entries(p: Project, playbook: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The graph's cached passes, newest first (each: the files its parse read and their digest)."""
     if p.cache_dir is None:
-        return None
-    entry = cache.get(p.cache_dir, graph_kind(p, playbook), graph_key(p, playbook))
-    return entry if isinstance(entry, dict) and isinstance(entry.get("files"), list) else None
+        return []
+    found = []
+    for path in p.cache_dir.glob(f"{graph_kind(p, playbook)}-*.json"):
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            mtime = path.stat().st_mtime_ns
+        except (OSError, ValueError):
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("files"), list):
+            found.append((mtime, path, entry))
+    return [(path, entry) for _mtime, path, entry in sorted(found, key=lambda item: item[0], reverse=True)]
+
+
+def graph_entry(p: Project, playbook: Path) -> dict[str, Any] | None:
+    """The newest cached pass of the graph: which paths its parse reads."""
+    entries = graph_entries(p, playbook)
+    return entries[0][1] if entries else None
+
+
+def passing_entry(p: Project, playbook: Path) -> dict[str, Any] | None:
+    """A cached pass whose files have the content they have now (marked as just used), if any."""
+    digests: dict[tuple[str, ...], str] = {}
+    for path, entry in graph_entries(p, playbook):
+        files = tuple(str(f) for f in entry["files"])
+        if files not in digests:
+            digests[files] = content_digest(p.root, list(files))
+        if entry.get("digest") == digests[files]:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # the cache keeps the most recently written (here: used) entries
+            return entry
+    return None
 
 
 def graph_outcome(c: Context, p: Project, playbook: Path) -> Outcome:
@@ -147,8 +170,8 @@ def graph_outcome(c: Context, p: Project, playbook: Path) -> Outcome:
     the files the graph reads; an edit to any of them (and only to them) parses it again."""
     from blumeops_tasks.hosts import ask, cache
 
-    entry = graph_entry(p, playbook)
-    if entry is not None and entry.get("digest") == content_digest(p.root, entry["files"]):
+    entry = passing_entry(p, playbook)
+    if entry is not None:
         return ok(
             f"{p.rel(playbook)} parses (cached: the {len(entry['files'])} paths it reads are unchanged since "
             f"Ansible parsed them)"
@@ -160,8 +183,9 @@ def graph_outcome(c: Context, p: Project, playbook: Path) -> Outcome:
     files = graph_files(c, p, playbook, plays)
     roles = sorted({r for play in plays for r in play.roles()})
     if p.cache_dir is not None:
-        value = {"files": files, "digest": content_digest(p.root, files), "roles": roles}
-        cache.put(p.cache_dir, graph_kind(p, playbook), graph_key(p, playbook), value)
+        digest = content_digest(p.root, files)
+        value = {"files": files, "digest": digest, "roles": roles}
+        cache.put(p.cache_dir, graph_kind(p, playbook), digest[:32], value)
     return ok(
         f"{p.rel(playbook)} parses (ansible-playbook --list-tasks, every step of --syntax-check and then the "
         f"listing: {len(plays)} plays; roles: {', '.join(roles) or 'none'})"
