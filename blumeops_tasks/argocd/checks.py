@@ -85,13 +85,22 @@ class RepoRender:
             return self._tree
 
     def _render(self, apps: list[Any]) -> list[Any]:
+        """Each app's render: from the cache, else by its tool, in threads or (many renders to do)
+        in worker processes."""
         from concurrent.futures import ThreadPoolExecutor
 
-        workers = pool_workers(len(apps))
+        from blumeops_tasks.argocd import render
+
+        done = {app.name: render.cached_render(self.c, app, self.tree()) for app in apps}
+        missing = [app for app in apps if done[app.name] is None]
+        workers = pool_workers(len(missing))
         if workers:
-            return self._render_in_processes(apps, workers)
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            return list(pool.map(self._render_one, apps))
+            fresh = self._render_in_processes(missing, workers)
+        else:
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                fresh = list(pool.map(self._render_one, missing))
+        done.update({app.name: result for app, result in zip(missing, fresh, strict=True)})
+        return [done[app.name] for app in apps]
 
     def _render_in_processes(self, apps: list[Any], workers: int) -> list[Any]:
         """Render and validate in worker processes: validation is pure Python and holds the GIL, so
@@ -145,14 +154,16 @@ class RepoRender:
             return self._crds
 
 
-# Apps from which rendering and validation run in worker processes (measured: docs/performance.md);
-# below it a worker's start (an interpreter, the schemas loaded again) costs more than the GIL does.
-POOL_MIN_APPS = 10**9
+# Renders to do (apps not in the render cache) from which rendering and validation run in worker
+# processes. Measured with bench/argocd_pool.py on 2 CPUs (docs/performance.md): processes lose at 40
+# and 120 cold renders (+33 %, +36 %: each worker starts an interpreter and loads the schemas again)
+# and win at 300 (-21 %); cached renders (validation only) are faster in threads at every size.
+POOL_MIN_APPS = 240
 POOL_MAX_WORKERS = 4
 
 
 def pool_workers(apps: int) -> int:
-    """Worker processes for `apps` renders: none below POOL_MIN_APPS or on one CPU
+    """Worker processes for `apps` renders to do: none below POOL_MIN_APPS or on one CPU
     (`BLUMEOPS_ARGOCD_POOL_MIN_APPS` overrides the threshold, for measuring)."""
     import os
 

@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,45 @@ def test_since_adds_the_commits_and_a_bad_ref_is_one_sentence(tmp_path: Path) ->
     )
     assert bad.returncode == 1
     assert "names no commit" in bad.stderr + bad.stdout
+
+
+def test_a_custom_resource_is_validated_against_a_crd_in_an_app_not_checked(tmp_path: Path) -> None:
+    """web's ExternalSecret is described by the CRD in the external-secrets app: --changed renders
+    that app too, for its CRD, and shows no row for it."""
+    require_tool("kubectl")
+    root, env = homelab_repo(tmp_path)
+    stage_edit(root, "argocd/workloads/web/overlays/home/replicas.yaml")
+    code, doc = run_hook(root, env)
+    assert code == 0, doc
+    found = rows(doc)
+    assert ("argocd", "render external-secrets") not in found
+    assert "1 against a CRD in the repo" in found[("argocd", "render web")]["detail"]
+
+
+def test_worker_processes_give_the_threads_verdicts(tmp_path: Path) -> None:
+    """Rendering and validation in worker processes (forced with a threshold of 1) and in threads:
+    the same rows, and a second run reads the renders from the cache."""
+    require_tool("kubectl")
+    root, env = homelab_repo(tmp_path)
+    command = [sys.executable, "-m", "invoke", "check", "--layer=argocd", "--json"]
+
+    def verdicts(extra: dict[str, str], state: str) -> dict[tuple[str, str], tuple[str, str]]:
+        done = subprocess.run(
+            command,
+            cwd=root,
+            env={**env, **extra, "INVOKE_BLUMEOPS_STATE_DIR": str(tmp_path / state)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return {key: (r["status"], r["detail"]) for key, r in rows(json.loads(done.stdout)).items()}
+
+    threads = verdicts({}, "threads")
+    processes = verdicts({"BLUMEOPS_ARGOCD_POOL_MIN_APPS": "1"}, "processes")
+    assert processes == threads
+    assert "against a CRD in the repo" in threads[("argocd", "render web")][1]
+    again = verdicts({}, "threads")
+    assert "cached" in again[("argocd", "render web")][1]
+    assert {k: v[0] for k, v in again.items()} == {k: v[0] for k, v in threads.items()}
