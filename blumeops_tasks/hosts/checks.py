@@ -112,15 +112,45 @@ def role_dirs(c: Context, p: Project, names: set[str]) -> dict[str, Path]:
     return found
 
 
+def graph_playbooks(root: Path) -> list[Path]:
+    """The root playbook and every playbook it imports (`import_playbook`, transitively), as
+    `inventory.imported_playbooks` reads them; when an import is templated (or a playbook unreadable),
+    every playbook beside the root (which one it names is known only to Ansible)."""
+    import yaml
+
+    from blumeops_tasks.hosts.inventory import playbooks
+
+    seen: list[Path] = []
+    todo = [root.resolve()]
+    while todo:
+        book = todo.pop()
+        if book in seen:
+            continue
+        seen.append(book)
+        try:
+            document = yaml.safe_load(book.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return sorted({*seen, *(b.resolve() for b in playbooks(root.parent))})
+        for entry in document if isinstance(document, list) else []:
+            target = (
+                entry.get("ansible.builtin.import_playbook") or entry.get("import_playbook")
+                if isinstance(entry, dict)
+                else None
+            )
+            if isinstance(target, str) and "{{" in target:
+                return sorted({*seen, *(b.resolve() for b in playbooks(root.parent))})
+            if isinstance(target, str):
+                todo.append((book.parent / target).resolve())
+    return sorted(seen)
+
+
 def graph_files(c: Context, p: Project, playbook: Path, plays: list[Any]) -> list[str]:
-    """What Ansible's parse of the graph reads: its playbooks (every playbook no other root owns), the
+    """What Ansible's parse of the graph reads: its playbooks (the root and those it imports), the
     inventory, ansible.cfg, requirements.yml, and the directory of every role its plays run, as
     Ansible's listing names them (plus roles a play names that list no task)."""
     from blumeops_tasks.gitops.targets import _declared_roles
-    from blumeops_tasks.hosts.inventory import playbooks, root_playbooks
 
-    other_roots = {b.resolve() for b in root_playbooks(p.playbooks)} - {playbook.resolve()}
-    books = [b for b in playbooks(p.playbooks) if b.resolve() not in other_roots]
+    books = graph_playbooks(playbook)
     names = {r for play in plays for r in play.roles()}
     names |= {r for _name, _pattern, roles in _declared_roles(books) for r in roles}
     dirs = role_dirs(c, p, names)

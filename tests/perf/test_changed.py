@@ -191,3 +191,67 @@ def test_worker_processes_give_the_threads_verdicts(tmp_path: Path) -> None:
     again = verdicts({}, "threads")
     assert "cached" in again[("argocd", "render web")][1]
     assert {k: v[0] for k, v in again.items()} == {k: v[0] for k, v in threads.items()}
+
+
+def test_a_role_edit_checks_only_the_graphs_that_run_the_role(tmp_path: Path) -> None:
+    """Two playbook graphs: site.yml (motd) and maintenance.yml (a role of its own). After a full
+    check has parsed both, an edit to either role re-checks only the graph that runs it."""
+    require_tool("ansible-playbook")
+    root, env = homelab_repo(tmp_path)
+    extra = root / "ansible" / "roles" / "cleanup"
+    (extra / "tasks").mkdir(parents=True)
+    (extra / "tasks" / "main.yml").write_text(
+        "---\n- name: Cleanup | old files\n  ansible.builtin.file:\n    path: /tmp/old\n    state: absent\n"
+    )
+    (root / "ansible" / "playbooks" / "maintenance.yml").write_text(
+        "---\n- name: Maintenance\n  hosts: linux\n  gather_facts: false\n  roles:\n    - cleanup\n"
+    )
+    git(root, "add", "-A")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "maintenance")
+    full = subprocess.run(
+        [sys.executable, "-m", "invoke", "check", "--layer=hosts", "--json"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert {"syntax site.yml", "syntax maintenance.yml"} <= {r["name"] for r in json.loads(full.stdout)["checks"]}
+    stage_edit(root, "ansible/roles/cleanup/tasks/main.yml")
+    _code, doc = run_hook(root, env)
+    names = {name for _layer, name in rows(doc)}
+    assert "syntax maintenance.yml" in names
+    assert "syntax site.yml" not in names
+    git(root, "reset", "-q", "--hard")
+    stage_edit(root, "ansible/roles/motd/defaults/main.yml")
+    _code, doc = run_hook(root, env)
+    names = {name for _layer, name in rows(doc)}
+    assert "syntax site.yml" in names
+    assert "syntax maintenance.yml" not in names
+
+
+def test_the_strategy_loaders_pass_is_cached_and_a_failure_is_not(tmp_path: Path, monkeypatch: Any) -> None:
+    from invoke.config import Config
+    from invoke.context import Context
+
+    from blumeops_tasks.hosts import checks
+    from blumeops_tasks.hosts.project import project
+    from blumeops_tasks.namespace import build_namespace
+
+    require_tool("ansible-playbook")
+    blumeops = dict(build_namespace(REPO).configuration()["blumeops"])
+    blumeops.update(root=str(REPO), state_dir=str(tmp_path / "state"))
+    c = Context(Config(overrides={"blumeops": blumeops}))
+    p = project(c)
+    assert checks._strategy(c, p).status == "ok"
+    calls: list[str] = []
+    monkeypatch.setattr(checks.shell, "run", lambda *args, **_kw: calls.append(str(args[1])))
+    assert checks._strategy(c, p).status == "ok"
+    assert calls == []  # answered from the cache
+    monkeypatch.undo()
+    monkeypatch.setenv("ANSIBLE_STRATEGY", "no_such_strategy")
+    broken = checks._strategy(c, p)
+    assert broken.status == "fail"
+    assert "no_such_strategy" in broken.detail
+    assert checks._strategy(c, p).status == "fail"  # never cached: asked again, still failing
