@@ -251,11 +251,38 @@ def _roles_phrase(names: list[str]) -> str:
     return f"role {names[0]}" if len(names) == 1 else f"{len(names)} roles"
 
 
+def requirements_key(c: Context, p: Project) -> str | None:
+    """What the answer "everything in requirements.yml is installed" depends on: the file, the
+    ansible-galaxy script, each installed collection's MANIFEST.json (rewritten by every install) and
+    the collections and roles present in the configured paths. None when Ansible's settings cannot
+    be read (then it is asked)."""
+    from blumeops_tasks.hosts import ask, cache
+
+    try:
+        configured = ask.settings(c, p)
+    except ProjectError:
+        return None
+    collection_dirs = [Path(d).expanduser() for d in configured.paths("COLLECTIONS_PATHS")]
+    manifests = sorted(m for d in collection_dirs for m in d.glob("ansible_collections/*/*/MANIFEST.json"))
+    present = sorted(str(n) for d in collection_dirs for n in d.glob("ansible_collections/*/*"))
+    roles = sorted(str(r) for d in configured.paths("DEFAULT_ROLES_PATH") for r in Path(d).expanduser().glob("*"))
+    galaxy = shell.which(p.ansible_galaxy)
+    sources = [p.requirements, *manifests, *([Path(galaxy)] if galaxy else [])]
+    return cache.fingerprint(sources, extra=[p.ansible_galaxy, *present, *roles])
+
+
 def requirements_outcome(c: Context, p: Project, before_a_run: bool) -> Outcome:
     """Every collection and role of requirements.yml installed where Ansible looks. Missing ones
-    are named: a warning for `inv check` (the files are fine), a failure before a run (preflight)."""
+    are named: a warning for `inv check` (the files are fine), a failure before a run (preflight).
+    "All installed" is cached on what it depends on (requirements_key); a missing one is asked again."""
+    from blumeops_tasks.hosts import cache
+
     if not p.requirements.is_file():
         return ok(f"no {p.rel(p.requirements)} (nothing to install)")
+    installed = f"everything in {p.rel(p.requirements)} is installed"
+    key = requirements_key(c, p) if p.cache_dir is not None else None
+    if p.cache_dir is not None and key is not None and cache.get(p.cache_dir, "requirements", key) == "installed":
+        return ok(installed)
     try:
         absent = requirements.missing(c, p)
     except ProjectError as exc:
@@ -265,7 +292,9 @@ def requirements_outcome(c: Context, p: Project, before_a_run: bool) -> Outcome:
             f"not installed from {p.rel(p.requirements)}: {requirements.describe(absent)}",
             "run `inv hosts.deps` (ansible-galaxy install -r; needs the network or local sources)",
         )
-    return ok(f"everything in {p.rel(p.requirements)} is installed")
+    if p.cache_dir is not None and key is not None:
+        cache.put(p.cache_dir, "requirements", key, "installed")
+    return ok(installed)
 
 
 def _graph_spec(c: Context, p: Project, playbook: Path) -> CheckSpec:

@@ -255,3 +255,44 @@ def test_the_strategy_loaders_pass_is_cached_and_a_failure_is_not(tmp_path: Path
     assert broken.status == "fail"
     assert "no_such_strategy" in broken.detail
     assert checks._strategy(c, p).status == "fail"  # never cached: asked again, still failing
+
+
+def test_all_requirements_installed_is_cached_until_an_install_or_removal(tmp_path: Path) -> None:
+    """`requirements installed` asks ansible-galaxy once; then, until a collection is installed or
+    removed (or requirements.yml changes), the cached answer stands. A missing one is always asked."""
+    galaxy = require_tool("ansible-galaxy")
+    root, env = homelab_repo(tmp_path)
+    log = tmp_path / "galaxy.log"
+    wrapper = tmp_path / "galaxy"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {galaxy} "$@"\n')
+    wrapper.chmod(0o755)
+    env = {**env, "INVOKE_BLUMEOPS_HOSTS_ANSIBLE_GALAXY": str(wrapper)}
+
+    def requirements_row() -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-m", "invoke", "check", "--layer=hosts", "--json"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        return rows(json.loads(done.stdout))[("hosts", "requirements installed")]
+
+    def listings() -> int:
+        return log.read_text().count("collection list") if log.exists() else 0
+
+    assert requirements_row()["status"] == "warn"  # homelab.tools is not installed yet
+    deps = subprocess.run(
+        [sys.executable, "-m", "invoke", "hosts.deps"], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+    assert deps.returncode == 0, deps.stdout + deps.stderr
+    before = listings()
+    assert requirements_row()["status"] == "ok"
+    assert listings() == before + 1
+    assert requirements_row()["status"] == "ok"
+    assert listings() == before + 1  # answered from the cache
+    shutil.rmtree(root / "ansible" / "collections" / "ansible_collections" / "homelab")
+    assert requirements_row()["status"] == "warn"
+    assert listings() == before + 2
