@@ -296,3 +296,16 @@ def test_all_requirements_installed_is_cached_until_an_install_or_removal(tmp_pa
     shutil.rmtree(root / "ansible" / "collections" / "ansible_collections" / "homelab")
     assert requirements_row()["status"] == "warn"
     assert listings() == before + 2
+
+
+def test_a_secret_in_a_changed_file_fails_the_secrets_row(tmp_path: Path) -> None:
+    root, env = homelab_repo(tmp_path)
+    secret = root / "argocd" / "manifests" / "whoami" / "token.yaml"
+    secret.write_text("apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\nstringData:\n  token: hunter2\n")
+    git(root, "add", "argocd/manifests/whoami/token.yaml")
+    code, doc = run_hook(root, env)
+    assert code == 1
+    row = rows(doc)[("argocd", "no committed secrets")]
+    assert row["status"] == "fail"
+    assert "argocd/manifests/whoami/token.yaml" in row["detail"]
+    assert "hunter2" not in json.dumps(doc)
