@@ -9,7 +9,7 @@ from invoke.exceptions import Exit
 
 from blumeops_tasks import console, layers
 from blumeops_tasks.adopt import init
-from blumeops_tasks.config import repo_path, setting
+from blumeops_tasks.config import repo_path, repo_root, setting
 from blumeops_tasks.heartbeat import heartbeat
 from blumeops_tasks.tasking import task
 
@@ -79,6 +79,67 @@ def layer_specs(c: Context, selected: tuple[Layer, ...], kind: str) -> list[Chec
     return specs
 
 
+def changed_paths(c: Context, since: str | None) -> list[str]:
+    """Repo-relative paths of the uncommitted changes (staged, unstaged, untracked: under a pre-commit
+    hook, what is being committed), plus with `since` every file that differs between REF and HEAD."""
+    from blumeops_tasks.gitops import git_state
+
+    root = repo_root(c)
+    status = git_state.read_status(c, root)
+    committed: list[str] = []
+    if since:
+        base = git_state.resolve(c, root, since)
+        if base is None:
+            console.fail(
+                f"{since!r} names no commit in {root}; pass --since=REF with a commit, branch or tag "
+                f"(e.g. --since=HEAD~1 or --since=origin/main)."
+            )
+        committed = git_state.changed_since(c, root, base)
+    return list(dict.fromkeys([*committed, *status.changed]))
+
+
+def changes_by_layer(c: Context, selected: tuple[Layer, ...], paths: list[str]) -> dict[str, list[str]]:
+    """Each selected layer's share of `paths`, by the paths it owns (the mapping `inv affected` uses);
+    a file no layer owns belongs to none."""
+    from blumeops_tasks.gitops import targets
+    from blumeops_tasks.layer import owned_paths
+
+    infos = [targets.LayerInfo(lay.name, owned_paths(c, lay), lay.apply_task) for lay in selected]
+    scope: dict[str, list[str]] = {}
+    for hit in targets.map_paths(paths, infos, targets.HostsIndex(), targets.ArgoIndex()):
+        if hit.layer is not None:
+            scope.setdefault(hit.layer, []).append(hit.path)
+    return scope
+
+
+def changed_specs(c: Context, selected: tuple[Layer, ...], scope: dict[str, list[str]]) -> list[CheckSpec]:
+    """For each layer with changed files: its paths row, then the checks of what those files touch."""
+    from blumeops_tasks.layer import checks_for_changes
+
+    specs: list[CheckSpec] = []
+    for lay in selected:
+        mine = scope.get(lay.name)
+        if not mine:
+            continue
+        missing = missing_paths(c, lay)
+        specs.append(paths_check(c, lay, missing))
+        if not missing:
+            specs.extend(checks_for_changes(c, lay, mine))
+    return specs
+
+
+def _report(results: list[Any], title: str, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    from blumeops_tasks import preflight as runner
+
+    if as_json:
+        console.print_json({**runner.to_json(results), **(extra or {})})
+    else:
+        runner.render(title, results)
+    code = runner.exit_code(results)
+    if code:
+        raise Exit(code=code)
+
+
 def _run(c: Context, kind: str, layer: str | None, as_json: bool) -> None:
     from blumeops_tasks import preflight as runner
 
@@ -90,18 +151,47 @@ def _run(c: Context, kind: str, layer: str | None, as_json: bool) -> None:
         timeout, title = float(setting(c, "preflight_timeout")), "Preflight"
     with console.status(f"{title}: {len(specs)} checks"):
         results = runner.run_checks(specs, default_timeout=timeout)
-    if as_json:
-        console.print_json(runner.to_json(results))
-    else:
-        runner.render(title, results)
-    code = runner.exit_code(results)
-    if code:
-        raise Exit(code=code)
+    _report(results, title, as_json)
 
 
-@task(help={"layer": LAYER_HELP, "json": JSON_HELP})
-def check(c: Context, layer: str | None = None, json: bool = False) -> None:
+def _run_changed(c: Context, layer: str | None, since: str | None, as_json: bool) -> None:
+    from blumeops_tasks import preflight as runner
+
+    selected = layers.select(layer, c)
+    paths = changed_paths(c, since)
+    scope = changes_by_layer(c, selected, paths)
+    extra = {"changed": paths, "scope": scope}
+    if not scope:
+        if as_json:
+            console.print_json({"exit_code": 0, "checks": [], **extra})
+        elif paths:
+            console.out(f"{len(paths)} changed file(s), none in a layer's paths: nothing to check.")
+        else:
+            console.out("No changed files: nothing to check.")
+        return
+    specs = changed_specs(c, selected, scope)
+    title = f"Offline checks of {len(paths)} changed file(s)"
+    with console.status(f"{title}: {len(specs)} checks"):
+        results = runner.run_checks(specs, default_timeout=float(setting(c, "check_timeout")))
+    _report(results, title, as_json, extra)
+
+
+@task(
+    help={
+        "layer": LAYER_HELP,
+        "json": JSON_HELP,
+        "changed": "check only what the uncommitted (staged, unstaged, untracked) files touch: a role -> the "
+        "playbooks that run it, an app's files -> that app, the tailnet program -> the tailnet checks",
+        "since": "with --changed: also the files changed between this git ref and HEAD (e.g. origin/main)",
+    }
+)
+def check(c: Context, layer: str | None = None, json: bool = False, changed: bool = False, since: str = "") -> None:
     """Offline checks of every native file (no network, credentials or remote host). Exit 1 on any failure."""
+    if since and not changed:
+        console.fail("--since works with --changed; run `inv check --changed --since=REF`.")
+    if changed:
+        _run_changed(c, layer, since or None, json)
+        return
     _run(c, "offline", layer, json)
 
 

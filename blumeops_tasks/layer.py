@@ -34,6 +34,8 @@ class Layer:
     preflight_checks checks of the operator's environment (`inv preflight`)
     plan            read-only preview of every target, as the shared plan model
     apply_task      the task that applies, as typed after `inv` (e.g. "hosts.provision")
+    scoped_checks   `inv check --changed`: the checks of only what the given changed files touch (paths
+                    relative to the repo, each inside the layer's own paths); None: all `offline_checks`
     targets         the targets the repo itself declares (hosts, apps, the stack), read offline; `inv pending`
                     reports each of them (journal entries add any others)
     defaults        config defaults under `blumeops.<name>`
@@ -50,6 +52,7 @@ class Layer:
     plan: Callable[[Context], LayerPlan]
     apply_task: str
     targets: Callable[[Context], Sequence[str]] = lambda _c: ()
+    scoped_checks: Callable[[Context, Sequence[str]], Sequence[CheckSpec]] | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
     secret_env: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
@@ -77,6 +80,14 @@ def owned_paths(c: Context, layer: Layer) -> tuple[str, ...]:
             continue
         owned.append(f"{relative}/" if path.is_dir() else relative)
     return tuple(dict.fromkeys(owned))
+
+
+def checks_for_changes(c: Context, layer: Layer, changed: Sequence[str]) -> Sequence[CheckSpec]:
+    """The layer's checks of what `changed` (repo-relative paths it owns) touches: its own
+    `scoped_checks`, or every offline check when it declares none."""
+    if layer.scoped_checks is None:
+        return layer.offline_checks(c)
+    return layer.scoped_checks(c, changed)
 
 
 def deferred(target: str) -> Callable[..., Any]:

@@ -58,6 +58,12 @@ def offline_checks(c: Context) -> Sequence[CheckSpec]:
     return checks.offline_checks(c)
 
 
+def scoped_checks(c: Context, changed: Sequence[str]) -> Sequence[CheckSpec]:
+    from blumeops_tasks.argocd import checks
+
+    return checks.scoped_checks(c, list(changed))
+
+
 def preflight_checks(c: Context) -> Sequence[CheckSpec]:
     from blumeops_tasks.argocd import checks
 
@@ -94,6 +100,7 @@ LAYER = Layer(
     collection=_collection(),
     path_settings=("dir",),
     offline_checks=offline_checks,
+    scoped_checks=scoped_checks,
     preflight_checks=preflight_checks,
     plan=plan,
     targets=_targets,

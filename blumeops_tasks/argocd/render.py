@@ -13,6 +13,8 @@ error, except a remote base that needs the network: that is a skip with its reas
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shlex
 import tempfile
@@ -87,8 +89,9 @@ def _needs_network(error: str) -> bool:
 def _parse(text: str, what: str) -> tuple[dict[str, Any], ...]:
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the same YAML, parsed by libyaml when present
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=loader))  # a safe loader
     except yaml.YAMLError as exc:
         raise RenderError(f"{what} printed output that is not YAML ({getattr(exc, 'problem', exc)})") from None
     return tuple(_flatten(d for d in docs if isinstance(d, Mapping)))
@@ -182,6 +185,115 @@ def directory_source(c: Context, source: Mapping[str, Any], repo: Path) -> Rende
         if _needs_network(str(exc)):
             return Rendered(skip=f"a remote base needs the network, not checked offline ({exc})")
         raise
+
+
+# --- the render cache ---------------------------------------------------------------------------
+
+CACHED_NOTE = "cached: nothing under the argocd dir changed since it rendered"
+
+
+def _tree_digest(root: Path) -> str:
+    """sha256 over the content of every file under the argocd dir (paths and bytes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []:
+        digest.update(f"{path.relative_to(root).as_posix()}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def tree_digest(c: Context, repo: Path) -> str:
+    from blumeops_tasks.config import setting
+
+    return _tree_digest(repo / str(setting(c, "argocd.dir")))
+
+
+def _render_key(c: Context, app: LocalApp, tree: str) -> tuple[Path, str, str] | None:
+    """(cache dir, kind, key) of an app's render: the content of the argocd tree, the app's sources,
+    the rendering command and its binary. None when there is no state dir to keep it in."""
+    import hashlib
+    import json
+
+    from blumeops_tasks import shell
+    from blumeops_tasks.config import state_dir
+
+    try:
+        cache_dir = state_dir(c) / "cache" / "argocd"
+    except Exception:  # a context without settings (tests): no cache
+        return None
+    command = kustomize_command(c)
+    tool = shell.which(shlex.split(command)[0]) or ""
+    try:
+        stat = Path(tool).stat() if tool else None
+    except OSError:
+        stat = None
+    parts = [
+        tree,
+        json.dumps(list(app.sources), sort_keys=True, default=str),
+        command,
+        f"{tool}:{stat.st_size if stat else 0}:{stat.st_mtime_ns if stat else 0}",
+    ]
+    kind = "render-" + hashlib.sha256(app.name.encode()).hexdigest()[:12]
+    return cache_dir, kind, hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def cached_render(c: Context, app: LocalApp, tree: str) -> Rendered | None:
+    """The app's last render, when nothing it was keyed on changed (only kustomize and plain
+    directories are kept: helm may fetch charts)."""
+    from blumeops_tasks.hosts import cache
+
+    where = _render_key(c, app, tree)
+    if where is None:
+        return None
+    value = cache.get(*where)
+    if not isinstance(value, dict) or not isinstance(value.get("objects"), list):
+        return None
+    directory, kind, key = where
+    with contextlib.suppress(OSError):
+        os.utime(directory / f"{kind}-{key}.json")  # the cache keeps the most recently written (here: used)
+    return Rendered(tuple(value["objects"]), tool=str(value.get("tool") or ""), notes=(CACHED_NOTE,))
+
+
+def keep_render(c: Context, app: LocalApp, tree: str, result: Rendered) -> None:
+    from blumeops_tasks.hosts import cache
+
+    if result.skip or not result.objects or result.tool == "helm template":
+        return
+    where = _render_key(c, app, tree)
+    if where is not None:
+        cache.put(*where, {"objects": list(result.objects), "tool": result.tool})
+
+
+def render_cached(c: Context, app: LocalApp, repo: Path, repo_url: str, tree: str) -> Rendered | RenderError:
+    """The app's render from the cache when its key is unchanged, else from its tool (then kept)."""
+    cached = cached_render(c, app, tree)
+    if cached is not None:
+        return cached
+    try:
+        result = render_app(c, app, repo, repo_url)
+    except RenderError as exc:
+        return exc
+    keep_render(c, app, tree, result)
+    return result
+
+
+def render_and_validate(job: tuple[dict[str, Any], LocalApp, str, str, str]) -> tuple[Any, Any]:
+    """In a worker process (ProcessPoolExecutor): render one app and validate it against the built-in
+    schemas. `job` is (the `blumeops` settings the render reads, the app, the repo, the Kubernetes
+    version, the tree digest). Objects of kinds with no built-in schema come back as unchecked; the
+    parent validates those against the CRDs of every app."""
+    from invoke.config import Config
+    from invoke.context import Context as Runner
+
+    from blumeops_tasks.argocd import schemas
+
+    settings, app, repo, kube_version, tree = job
+    c = Runner(config=Config(overrides={"blumeops": settings}))
+    result = render_cached(c, app, Path(repo), str(settings["argocd"]["repo_url"]), tree)
+    if not isinstance(result, Rendered) or result.skip or not result.objects:
+        return result, None
+    return result, schemas.validate(result.objects, kube_version, schemas.CrdIndex({}))
 
 
 # --- helm -------------------------------------------------------------------------------------

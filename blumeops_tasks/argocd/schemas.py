@@ -92,6 +92,18 @@ class CrdIndex:
         return self.schemas.get((group, version, kind))
 
 
+def needs_crd(obj: Mapping[str, Any], kube_version: str, crds: CrdIndex) -> bool:
+    """An object with neither a built-in schema nor a CRD in `crds` (a CRD elsewhere may describe it)."""
+    api_version, kind = str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")
+    if not api_version or not kind or crds.lookup(api_version, kind) is not None:
+        return False
+    try:
+        with _LOCK:
+            return _builtin(kube_version, api_version, kind) is None
+    except Exception:  # an unsupported version: validate() reports it
+        return False
+
+
 @functools.cache
 def _crd_validator(schema_json: str) -> Any:
     import jsonschema

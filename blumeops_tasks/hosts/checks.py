@@ -7,10 +7,12 @@ configured strategy loads, requirements are installed); our own role conventions
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 from invoke.context import Context
 
@@ -43,37 +45,246 @@ def _inventory_parses(c: Context, p: Project) -> Outcome:
     return ok(f"{p.rel(p.inventory)}: {len(inv.hosts)} hosts ({', '.join(inv.hosts)})")
 
 
-def _syntax(c: Context, p: Project, playbook: Path) -> Outcome:
+def _syntax_failure(c: Context, p: Project, playbook: Path, listing_error: str) -> Outcome:
+    """Ansible could not list the graph: its own `--syntax-check` names the error (the listing's
+    error when the syntax check passes)."""
     result = shell.run(c, playbook_command(p, playbook, mode="syntax"), env=ansible_env(c, p), hide=True, warn=True)
-    if result.exited != 0:
-        return failed(
-            f"{p.rel(playbook)} fails --syntax-check: {error_line(result.stderr or result.stdout)}",
-            f"fix {p.rel(playbook)} (ansible-playbook {p.rel(playbook)} --syntax-check shows the detail)",
+    reason = error_line(result.stderr or result.stdout) if result.exited != 0 else listing_error
+    return failed(
+        f"{p.rel(playbook)} fails --syntax-check: {reason}",
+        f"fix {p.rel(playbook)} (ansible-playbook {p.rel(playbook)} --syntax-check shows the detail)",
+    )
+
+
+# -- one playbook graph, cached on the content of the files it reads -------------------------------
+
+
+def content_digest(root: Path, paths: list[str]) -> str:
+    """sha256 over the content of every file at or under `paths` (relative to `root`, or absolute)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for entry in sorted(paths):
+        path = root / entry
+        files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else []
+        if not files:
+            digest.update(f"missing:{entry}\n".encode())
+        for file in files:
+            if "__pycache__" in file.parts:
+                continue
+            try:
+                data = file.read_bytes()
+            except OSError:
+                data = b"unreadable"
+            digest.update(f"{file.relative_to(root) if file.is_relative_to(root) else file}\0".encode())
+            digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def _rel(p: Project, path: Path) -> str:
+    try:
+        return path.resolve().relative_to(p.root.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def graph_kind(p: Project, playbook: Path) -> str:
+    """The cache kind of one root playbook's entries: the playbook, Ansible's command line and the
+    ANSIBLE_* environment (one kind per graph and setting; the cache keeps a few entries per kind)."""
+    from blumeops_tasks.hosts import ask, cache
+
+    return "graph-" + cache.fingerprint([], extra=[_rel(p, playbook), ask.listing_command(p, [playbook])])[:12]
+
+
+def role_dirs(c: Context, p: Project, names: set[str]) -> dict[str, Path]:
+    """Each role name -> the directory Ansible's roles path resolves it to (first match)."""
+    from blumeops_tasks.hosts import ask
+
+    try:
+        search = [p.roles, *(Path(d).expanduser() for d in ask.settings(c, p).paths("DEFAULT_ROLES_PATH"))]
+    except ProjectError:
+        search = [p.roles]
+    found: dict[str, Path] = {}
+    for name in sorted(names):
+        for entry in search:
+            base = entry if entry.is_absolute() else p.config.parent / entry
+            if (base / name).is_dir():
+                found[name] = base / name
+                break
+    return found
+
+
+def graph_playbooks(root: Path) -> list[Path]:
+    """The root playbook and every playbook it imports (`import_playbook`, transitively), as
+    `inventory.imported_playbooks` reads them; when an import is templated (or a playbook unreadable),
+    every playbook beside the root (which one it names is known only to Ansible)."""
+    import yaml
+
+    from blumeops_tasks.hosts.inventory import playbooks
+
+    seen: list[Path] = []
+    todo = [root.resolve()]
+    while todo:
+        book = todo.pop()
+        if book in seen:
+            continue
+        seen.append(book)
+        try:
+            document = yaml.safe_load(book.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return sorted({*seen, *(b.resolve() for b in playbooks(root.parent))})
+        for entry in document if isinstance(document, list) else []:
+            target = (
+                entry.get("ansible.builtin.import_playbook") or entry.get("import_playbook")
+                if isinstance(entry, dict)
+                else None
+            )
+            if isinstance(target, str) and "{{" in target:
+                return sorted({*seen, *(b.resolve() for b in playbooks(root.parent))})
+            if isinstance(target, str):
+                todo.append((book.parent / target).resolve())
+    return sorted(seen)
+
+
+def graph_files(c: Context, p: Project, playbook: Path, plays: list[Any]) -> list[str]:
+    """What Ansible's parse of the graph reads: its playbooks (the root and those it imports), the
+    inventory, ansible.cfg, requirements.yml, and the directory of every role its plays run, as
+    Ansible's listing names them (plus roles a play names that list no task)."""
+    from blumeops_tasks.gitops.targets import _declared_roles
+
+    books = graph_playbooks(playbook)
+    names = {r for play in plays for r in play.roles()}
+    names |= {r for _name, _pattern, roles in _declared_roles(books) for r in roles}
+    dirs = role_dirs(c, p, names)
+    files = [*books, p.inventory, p.config, p.requirements, *dirs.values()]
+    return sorted({_rel(p, f) for f in files})
+
+
+def graph_entries(p: Project, playbook: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The graph's cached passes, newest first (each: the files its parse read and their digest)."""
+    if p.cache_dir is None:
+        return []
+    found = []
+    for path in p.cache_dir.glob(f"{graph_kind(p, playbook)}-*.json"):
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            mtime = path.stat().st_mtime_ns
+        except (OSError, ValueError):
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("files"), list):
+            found.append((mtime, path, entry))
+    return [(path, entry) for _mtime, path, entry in sorted(found, key=lambda item: item[0], reverse=True)]
+
+
+def graph_entry(p: Project, playbook: Path) -> dict[str, Any] | None:
+    """The newest cached pass of the graph: which paths its parse reads."""
+    entries = graph_entries(p, playbook)
+    return entries[0][1] if entries else None
+
+
+def passing_entry(p: Project, playbook: Path) -> dict[str, Any] | None:
+    """A cached pass whose files have the content they have now (marked as just used), if any."""
+    digests: dict[tuple[str, ...], str] = {}
+    for path, entry in graph_entries(p, playbook):
+        files = tuple(str(f) for f in entry["files"])
+        if files not in digests:
+            digests[files] = content_digest(p.root, list(files))
+        if entry.get("digest") == digests[files]:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # the cache keeps the most recently written (here: used) entries
+            return entry
+    return None
+
+
+def graph_outcome(c: Context, p: Project, playbook: Path) -> Outcome:
+    """The graph parses, as Ansible's listing of it says (`--list-hosts --list-tasks --list-tags`
+    parses everything `--syntax-check` parses, then lists). A pass is cached on the content of
+    the files the graph reads; an edit to any of them (and only to them) parses it again."""
+    from blumeops_tasks.hosts import ask, cache
+
+    entry = passing_entry(p, playbook)
+    if entry is not None:
+        return ok(
+            f"{p.rel(playbook)} parses (cached: the {len(entry['files'])} paths it reads are unchanged since "
+            f"Ansible parsed them)"
         )
-    return ok(f"{p.rel(playbook)} passes --syntax-check")
+    try:
+        plays = ask.listing(c, p, [playbook])
+    except ProjectError as exc:
+        return _syntax_failure(c, p, playbook, str(exc))
+    files = graph_files(c, p, playbook, plays)
+    roles = sorted({r for play in plays for r in play.roles()})
+    if p.cache_dir is not None:
+        digest = content_digest(p.root, files)
+        value = {"files": files, "digest": digest, "roles": roles}
+        cache.put(p.cache_dir, graph_kind(p, playbook), digest[:32], value)
+    return ok(
+        f"{p.rel(playbook)} parses (ansible-playbook --list-tasks, every step of --syntax-check and then the "
+        f"listing: {len(plays)} plays; roles: {', '.join(roles) or 'none'})"
+    )
 
 
-def _specs(p: Project, strict: bool) -> Outcome:
-    names = house_rules.roles(p.roles)
+def _reads(entry: dict[str, Any] | None, changed: list[str]) -> bool:
+    """Whether a graph's cached entry names any of the changed paths (a file, or one under a directory);
+    no entry: the graph was never parsed here, so it counts as touched."""
+    if entry is None:
+        return True
+    names = [str(f).rstrip("/") for f in entry["files"]]
+    return any(path == name or path.startswith(name + "/") for path in changed for name in names)
+
+
+def _specs(p: Project, strict: bool, only: list[str] | None = None) -> Outcome:
+    names = house_rules.roles(p.roles) if only is None else only
     findings = [f for role in names for f in house_rules.spec_findings(p.roles / role)]
     if findings:
         return house_rule(strict, "; ".join(findings), "keep meta/argument_specs.yml equal to defaults/main.yml")
-    return ok(f"argument specs match defaults for {len(names)} roles")
+    return ok(f"argument specs match defaults for {_roles_phrase(names)}")
 
 
-def _headers(p: Project, strict: bool) -> Outcome:
-    names = house_rules.roles(p.roles)
+def _headers(p: Project, strict: bool, only: list[str] | None = None) -> Outcome:
+    names = house_rules.roles(p.roles) if only is None else only
     findings = [f for role in names for f in house_rules.header_findings(p.roles / role)]
     if findings:
         return house_rule(strict, "; ".join(findings), "head each template with {{ ansible_managed | comment }}")
-    return ok(f"every template of {len(names)} roles names ansible_managed")
+    return ok(f"every template of {_roles_phrase(names)} names ansible_managed")
+
+
+def _roles_phrase(names: list[str]) -> str:
+    return f"role {names[0]}" if len(names) == 1 else f"{len(names)} roles"
+
+
+def requirements_key(c: Context, p: Project) -> str | None:
+    """What the answer "everything in requirements.yml is installed" depends on: the file, the
+    ansible-galaxy script, each installed collection's MANIFEST.json (rewritten by every install) and
+    the collections and roles present in the configured paths. None when Ansible's settings cannot
+    be read (then it is asked)."""
+    from blumeops_tasks.hosts import ask, cache
+
+    try:
+        configured = ask.settings(c, p)
+    except ProjectError:
+        return None
+    collection_dirs = [Path(d).expanduser() for d in configured.paths("COLLECTIONS_PATHS")]
+    manifests = sorted(m for d in collection_dirs for m in d.glob("ansible_collections/*/*/MANIFEST.json"))
+    present = sorted(str(n) for d in collection_dirs for n in d.glob("ansible_collections/*/*"))
+    roles = sorted(str(r) for d in configured.paths("DEFAULT_ROLES_PATH") for r in Path(d).expanduser().glob("*"))
+    galaxy = shell.which(p.ansible_galaxy)
+    sources = [p.requirements, *manifests, *([Path(galaxy)] if galaxy else [])]
+    return cache.fingerprint(sources, extra=[p.ansible_galaxy, *present, *roles])
 
 
 def requirements_outcome(c: Context, p: Project, before_a_run: bool) -> Outcome:
     """Every collection and role of requirements.yml installed where Ansible looks. Missing ones
-    are named: a warning for `inv check` (the files are fine), a failure before a run (preflight)."""
+    are named: a warning for `inv check` (the files are fine), a failure before a run (preflight).
+    "All installed" is cached on what it depends on (requirements_key); a missing one is asked again."""
+    from blumeops_tasks.hosts import cache
+
     if not p.requirements.is_file():
         return ok(f"no {p.rel(p.requirements)} (nothing to install)")
+    installed = f"everything in {p.rel(p.requirements)} is installed"
+    key = requirements_key(c, p) if p.cache_dir is not None else None
+    if p.cache_dir is not None and key is not None and cache.get(p.cache_dir, "requirements", key) == "installed":
+        return ok(installed)
     try:
         absent = requirements.missing(c, p)
     except ProjectError as exc:
@@ -83,7 +294,13 @@ def requirements_outcome(c: Context, p: Project, before_a_run: bool) -> Outcome:
             f"not installed from {p.rel(p.requirements)}: {requirements.describe(absent)}",
             "run `inv hosts.deps` (ansible-galaxy install -r; needs the network or local sources)",
         )
-    return ok(f"everything in {p.rel(p.requirements)} is installed")
+    if p.cache_dir is not None and key is not None:
+        cache.put(p.cache_dir, "requirements", key, "installed")
+    return ok(installed)
+
+
+def _graph_spec(c: Context, p: Project, playbook: Path) -> CheckSpec:
+    return CheckSpec(NAME, f"syntax {playbook.name}", lambda: graph_outcome(c, p, playbook), timeout=60)
 
 
 def offline_checks(c: Context, p: Project, strict: bool = False) -> list[CheckSpec]:
@@ -94,8 +311,33 @@ def offline_checks(c: Context, p: Project, strict: bool = False) -> list[CheckSp
         CheckSpec(NAME, "ansible_managed headers", lambda: _headers(p, strict)),
     ]
     # One syntax check per playbook graph: a playbook another one imports is checked with it.
-    for playbook in root_playbooks(p.playbooks):
-        specs.append(CheckSpec(NAME, f"syntax {playbook.name}", lambda pb=playbook: _syntax(c, p, pb), timeout=60))  # type: ignore[misc]
+    specs += [_graph_spec(c, p, playbook) for playbook in root_playbooks(p.playbooks)]
+    return specs
+
+
+def scoped_checks(c: Context, p: Project, changed: list[str], strict: bool = False) -> list[CheckSpec]:
+    """`inv check --changed`: only the rows the changed paths (repo-relative) touch. A role's files
+    -> its house rules and the graphs that read them; the inventory or ansible.cfg -> the inventory
+    row and every graph; requirements.yml -> its row and every graph; a playbook -> its graph."""
+    roles_dir = _rel(p, p.roles)
+    inventory, config, reqs = _rel(p, p.inventory), _rel(p, p.config), _rel(p, p.requirements)
+    known = set(house_rules.roles(p.roles))
+    roles = sorted(
+        {path[len(roles_dir) + 1 :].split("/", 1)[0] for path in changed if path.startswith(roles_dir + "/")} & known
+    )
+    specs: list[CheckSpec] = []
+    if any(path in (config, inventory) or path.startswith(inventory + "/") for path in changed):
+        specs.append(CheckSpec(NAME, "inventory parses", lambda: _inventory_parses(c, p)))
+    if any(path in (config, reqs) for path in changed):
+        specs.append(CheckSpec(NAME, "requirements installed", lambda: requirements_outcome(c, p, False), timeout=60))
+    if roles:
+        specs.append(CheckSpec(NAME, "argument specs = defaults", lambda: _specs(p, strict, roles)))
+        specs.append(CheckSpec(NAME, "ansible_managed headers", lambda: _headers(p, strict, roles)))
+    specs += [
+        _graph_spec(c, p, playbook)
+        for playbook in root_playbooks(p.playbooks)
+        if _reads(graph_entry(p, playbook), changed)
+    ]
     return specs
 
 
@@ -167,11 +409,25 @@ def strategy_outcome(name: str, exited: int, output: str) -> Outcome:
 
 
 def _strategy(c: Context, p: Project) -> Outcome:
-    from blumeops_tasks.hosts import ask
+    """Ansible's loader loads the configured strategy. A pass is cached on what the answer depends on:
+    the strategy's name, the ansible-playbook script, the plugin paths (and their files) and the
+    environment the loader runs in; a failure always asks again."""
+    from blumeops_tasks.hosts import ask, cache
 
-    name = str(ask.settings(c, p).get("DEFAULT_STRATEGY") or "linear")
+    configured = ask.settings(c, p)
+    name = str(configured.get("DEFAULT_STRATEGY") or "linear")
+    env = ansible_env(c, p)
     command = shlex.join([ansible_python(p), "-c", _LOAD_STRATEGY, name])
-    result = shell.run(c, command, env=ansible_env(c, p), hide=True, warn=True)
+    executable = shell.which(p.ansible_playbook)
+    plugin_dirs = [Path(d).expanduser() for d in configured.paths("DEFAULT_STRATEGY_PLUGIN_PATH")]
+    plugin_dirs += [Path(d) for d in env.get("ANSIBLE_STRATEGY_PLUGINS", "").split(":") if d]
+    sources = [Path(executable)] if executable else []
+    key = cache.fingerprint([*sources, *plugin_dirs], extra=[command, *sorted(f"{k}={v}" for k, v in env.items())])
+    if p.cache_dir is not None and cache.get(p.cache_dir, "strategy", key) == name:
+        return strategy_outcome(name, 0, "")
+    result = shell.run(c, command, env=env, hide=True, warn=True)
+    if result.exited == 0 and p.cache_dir is not None:
+        cache.put(p.cache_dir, "strategy", key, name)
     return strategy_outcome(name, result.exited, (result.stdout or "") + (result.stderr or ""))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from invoke.collection import Collection
@@ -44,6 +45,14 @@ def _offline(c: Context) -> list[CheckSpec]:
     return checks.offline_checks(c, project(c), lint_strict(c))
 
 
+def _scoped(c: Context, changed: Sequence[str]) -> list[CheckSpec]:
+    from blumeops_tasks.config import lint_strict
+    from blumeops_tasks.hosts import checks
+    from blumeops_tasks.hosts.project import project
+
+    return checks.scoped_checks(c, project(c), list(changed), lint_strict(c))
+
+
 def _preflight(c: Context) -> list[CheckSpec]:
     """Every host in the inventory, every role of every playbook (`inv preflight`)."""
     from blumeops_tasks.hosts import checks
@@ -80,6 +89,7 @@ LAYER = Layer(
     collection=collection,
     path_settings=("roles", "playbooks", "inventory", "ansible_config"),
     offline_checks=_offline,
+    scoped_checks=_scoped,
     preflight_checks=_preflight,
     plan=deferred("blumeops_tasks.hosts.workflow:layer_plan"),
     apply_task="hosts.provision",

@@ -129,22 +129,27 @@ def layer_plan(c: Context) -> LayerPlan:
 
 
 def preflight(c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None) -> list[str]:
-    """Ansible's version, strategy and requirements checked while Ansible lists what the run selects;
-    then each selected host over SSH (concurrently, each with a timeout) and the selected roles' secrets.
+    """Ansible's version, strategy and requirements checked, and its inventory read, while Ansible lists
+    what the run selects; then each selected host over SSH (concurrently, each with a timeout) and the
+    selected roles' secrets.
 
     Any failure stops here, before any play runs, with one sentence per failed check. Returns the hosts.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     timeout = float(setting(c, "preflight_timeout"))
-    with console.status("Preflight"), ThreadPoolExecutor(max_workers=1) as pool:
+    with console.status("Preflight"), ThreadPoolExecutor(max_workers=2) as pool:
         early = [s for s in checks.preflight_checks(c, p, None, [], []) if s.name != "secrets"]
         first = pool.submit(runner.run_checks, early, timeout)
+        # Ansible's inventory (the SSH targets) is read while Ansible lists the run: after an edit of
+        # the inventory both are asked again, and neither waits for the other.
+        inventory = pool.submit(load_inventory, c, p)
         try:
             chosen = selected(c, p, playbook, tags, limit)
-            inv = load_inventory(c, p)
+            inv = inventory.result()
         except ProjectError as exc:
             first.result()
+            inventory.exception()
             console.fail(str(exc))
         later = [
             s
