@@ -28,17 +28,17 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "homelab"
 sys.path.insert(0, str(REPO))
+
+from bench.measure import SAMPLES, medians, timed  # noqa: E402
 
 GOALS = {
     "check": 1.5,  # inv check warm / slowest native validator (this repo); and <= 2.5 s at homelab size
@@ -165,28 +165,6 @@ def journal(path: Path, lines: int) -> None:
 
 
 # -- timing ------------------------------------------------------------------------------------------
-
-SAMPLES: dict[str, list[float]] = {}
-
-
-def timed(command: list[str], cwd: Path, env: dict[str, str], expect: tuple[int, ...] = (0,)) -> float:
-    started = time.monotonic()
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - started
-    if done.returncode not in expect:
-        sys.exit(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return elapsed
-
-
-def medians(runs: int, measures: dict[str, Callable[[], float]]) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in measures}
-    names = list(measures)
-    for round_ in range(runs):
-        start = round_ % len(names)
-        for name in names[start:] + names[:start]:
-            samples[name].append(measures[name]())
-    SAMPLES.update({name: [round(v, 2) for v in values] for name, values in samples.items()})
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 class Edits:

@@ -40,10 +40,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.measure import SAMPLES, medians, timed  # noqa: E402
 from tests.hosts.sshd import PrivateSshd, start_sshd  # noqa: E402
 
 PASSPHRASE = "bench-passphrase-7781"
-SAMPLES: dict[str, list[float]] = {}
 
 
 def connection(sshd: PrivateSshd, known: Path) -> dict[str, object]:
@@ -69,28 +69,6 @@ def inventory(root: Path, name: str, hosts: dict[str, dict[str, object]], as_gro
         tree = {"all": {"children": {"linux": {"hosts": hosts}}}}
     (inv / "hosts.yml").write_text(yaml.safe_dump(tree, sort_keys=False))
     return inv
-
-
-def timed(command: list[str], env: dict[str, str], expect: tuple[int, ...] = (0,)) -> float:
-    started = time.monotonic()
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - started
-    if result.returncode not in expect:
-        sys.exit(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return elapsed
-
-
-def median_of(runs: int, measures: dict[str, Callable[[], float]]) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in measures}
-    names = list(measures)
-    for round_ in range(runs):
-        # Interleaved, so drift hits every side alike; and rotated, so no measure always follows the
-        # same one (a run can leave work behind: ssh masters, the host's Python shutting down).
-        start = round_ % len(names)
-        for name in names[start:] + names[:start]:
-            samples[name].append(measures[name]())
-    SAMPLES.update({name: [round(v, 2) for v in values] for name, values in samples.items()})
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def strategy_env(strategy: str, control: Path) -> dict[str, str]:
@@ -193,22 +171,24 @@ def main() -> None:
         inv = [sys.executable, "-m", "invoke"]
 
         print(f"sshd on 127.0.0.1:{sshd.port}; converging indri once ...", flush=True)
-        timed(playbook, repo_env)
-        timed(playbook, default_env)
+        timed(playbook, REPO, repo_env)
+        timed(playbook, REPO, default_env)
 
         measures: dict[str, Callable[[], float]] = {
-            "repo ansible.cfg": lambda: timed(playbook, repo_env),
-            "ansible defaults": lambda: timed(playbook, default_env),
+            "repo ansible.cfg": lambda: timed(playbook, REPO, repo_env),
+            "ansible defaults": lambda: timed(playbook, REPO, default_env),
             "inv hosts.provision --yes": lambda: timed(
-                [*inv, "hosts.provision", "--host=indri", "--yes", "--allow-dirty"], inv_env
+                [*inv, "hosts.provision", "--host=indri", "--yes", "--allow-dirty"], REPO, inv_env
             ),
             "hosts.preview, 1 host": lambda: timed(
                 [*inv, "hosts.preview", "--host=indri"],
+                REPO,
                 {**repo_env, "INVOKE_BLUMEOPS_HOSTS_INVENTORY": str(group1)},
                 expect=(0, 2),
             ),
             "hosts.preview, 8 hosts": lambda: timed(
                 [*inv, "hosts.preview", "--host=indri"],
+                REPO,
                 {**repo_env, "INVOKE_BLUMEOPS_HOSTS_INVENTORY": str(group8)},
                 expect=(0, 2),
             ),
@@ -219,7 +199,7 @@ def main() -> None:
         for measure in measures.values():
             measure()
         print(f"timing {args.runs} runs per side ...", flush=True)
-        results = median_of(args.runs, measures)
+        results = medians(args.runs, measures)
         print()
         for name, seconds in results.items():
             print(f"  {name:<28} {seconds:6.2f} s (median of {args.runs}; samples {SAMPLES[name]})")
