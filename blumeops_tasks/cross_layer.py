@@ -88,12 +88,7 @@ def changed_paths(c: Context, since: str | None) -> list[str]:
     status = git_state.read_status(c, root)
     committed: list[str] = []
     if since:
-        base = git_state.resolve(c, root, since)
-        if base is None:
-            console.fail(
-                f"{since!r} names no commit in {root}; pass --since=REF with a commit, branch or tag "
-                f"(e.g. --since=HEAD~1 or --since=origin/main)."
-            )
+        base = git_state.resolve_since(c, root, since, "e.g. --since=HEAD~1 or --since=origin/main")
         committed = git_state.changed_since(c, root, base)
     return list(dict.fromkeys([*committed, *status.changed]))
 

@@ -275,8 +275,14 @@ def sync_patch(
         },
         "retry": {"limit": 0},
     }
+    return operation_patch(operation, resource_version, reason)
+
+
+def operation_patch(operation: dict[str, Any], resource_version: str, reason: str = "") -> dict[str, Any]:
+    """The merge patch that starts `operation` (sync or rollback) as the argocd server does: the reason
+    as info, resourceVersion as a precondition, the previous operationState cleared."""
     if reason:
-        operation["info"] = [{"name": "reason", "value": reason}]
+        operation = {**operation, "info": [{"name": "reason", "value": reason}]}
     return {
         "metadata": {"resourceVersion": resource_version},
         "operation": operation,

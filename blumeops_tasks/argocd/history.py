@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from blumeops_tasks.argocd.app_state import _get, _s, auto_sync_enabled
+from blumeops_tasks.argocd.app_state import _get, _s, auto_sync_enabled, operation_patch
 from blumeops_tasks.argocd.revisions import same_repo
 
 AUTO_SYNC_REFUSAL = "rollback cannot be initiated when auto-sync is enabled"
@@ -185,14 +185,5 @@ def rollback_patch(
         sync["source"] = dict(raw["source"])
     if raw.get("sources"):
         sync["sources"] = [dict(s) for s in raw["sources"] if isinstance(s, Mapping)]
-    operation: dict[str, Any] = {
-        "initiatedBy": {"username": username, "automated": False},
-        "sync": sync,
-    }
-    if reason:
-        operation["info"] = [{"name": "reason", "value": reason}]
-    return {
-        "metadata": {"resourceVersion": resource_version},
-        "operation": operation,
-        "status": {"operationState": None},
-    }
+    operation = {"initiatedBy": {"username": username, "automated": False}, "sync": sync}
+    return operation_patch(operation, resource_version, reason)

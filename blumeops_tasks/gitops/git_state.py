@@ -347,6 +347,17 @@ def resolve(c: Context, root: Path, ref: str) -> str | None:
     return out.strip() if code == 0 and out.strip() else None
 
 
+def resolve_since(c: Context, root: Path, since: str, example: str) -> str:
+    """The full SHA of a `--since` ref, or one sentence (with `example`, e.g. "--since=HEAD~3 or
+    --since=origin/main") when it names no commit here."""
+    base = resolve(c, root, since)
+    if base is None:
+        from blumeops_tasks.console import fail
+
+        fail(f"{since!r} names no commit in {root}; pass --since=REF with a commit, branch or tag ({example}).")
+    return base
+
+
 def log(c: Context, root: Path, revisions: str, paths: Sequence[str]) -> list[Commit]:
     """Commits in `revisions` (e.g. "abc..HEAD") touching `paths`, newest first."""
     code, out, err = git(c, root, f"log --no-renames --format={LOG_FORMAT} {revisions} -- {pathspec(paths)}")

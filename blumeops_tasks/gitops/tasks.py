@@ -384,12 +384,7 @@ def affected_report(c: Context, since: str) -> dict[str, Any]:
     from blumeops_tasks.gitops import git_state, targets
 
     root = repo_root(c)
-    base = git_state.resolve(c, root, since)
-    if base is None:
-        console.fail(
-            f"{since!r} names no commit in {root}; pass --since=REF with a commit, branch or tag "
-            f"(e.g. --since=HEAD~3 or --since=origin/main)."
-        )
+    base = git_state.resolve_since(c, root, since, "e.g. --since=HEAD~3 or --since=origin/main")
     committed = git_state.changed_since(c, root, base)
     status = git_state.read_status(c, root)
     uncommitted = set(status.changed)

@@ -50,12 +50,7 @@ def merge_base(c: Context, since: str) -> str:
     from blumeops_tasks.gitops import git_state
 
     root = repo_root(c)
-    base = git_state.resolve(c, root, since)
-    if base is None:
-        console.fail(
-            f"{since!r} names no commit in {root}; pass --since=REF with a commit, branch or tag "
-            f"(in a pull request, its target branch, e.g. --since=origin/main)."
-        )
+    base = git_state.resolve_since(c, root, since, "in a pull request, its target branch, e.g. --since=origin/main")
     code, out, _err = git_state.git(c, root, f"merge-base {shlex.quote(base)} HEAD")
     return out.strip() if code == 0 and out.strip() else base
 
