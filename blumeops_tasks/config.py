@@ -38,6 +38,9 @@ ROOT_DEFAULTS: dict[str, Any] = {
     "lint": {"strict": False},
 }
 
+# Set by an apply while its tools read a snapshot of its commit (never configured by hand).
+SOURCE_ROOT = "source_root"
+
 MISSING = object()
 
 
@@ -82,6 +85,28 @@ def repo_path(c: Context, value: str | Path) -> Path:
     """Resolve a configured path: absolute stays, relative is taken from the repo root."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else repo_root(c) / path
+
+
+def source_root(c: Context) -> Path:
+    """Where the layers' own files are read from: the repo root, or while an apply runs from a
+    snapshot of its commit (gitops/snapshot.py), that snapshot."""
+    tree = (c.config.get("blumeops") or {}).get(SOURCE_ROOT)
+    return Path(tree) if tree else repo_root(c)
+
+
+def source_path(c: Context, value: str | Path) -> Path:
+    """A configured path to a layer's files (inventory, playbooks, a Pulumi program): relative to
+    `source_root`; an absolute path inside the repo is moved into the snapshot while one is used."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        return source_root(c) / path
+    tree = (c.config.get("blumeops") or {}).get(SOURCE_ROOT)
+    if tree:
+        try:
+            return Path(tree) / path.resolve().relative_to(repo_root(c))
+        except ValueError:
+            pass
+    return path
 
 
 def state_dir(c: Context) -> Path:

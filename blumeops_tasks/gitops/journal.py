@@ -80,6 +80,7 @@ FIELDS: tuple[str, ...] = (
     "allow_dirty_override",
     "override_reason",
     "paths",
+    "source",
     "plan_digest",
     "plan_counts",
     "result",

@@ -19,15 +19,23 @@ On enter, in this order, before anything can change:
    process group, which a signal stops as a whole (SIGKILL after `blumeops.stop_grace` seconds, default 10), and
    which the lock's holder file names while it runs.
 
+Inside the block, a layer whose tools read the repo's files calls `record.snapshot()` first: the
+apply then runs from a detached worktree of the commit it journals (gitops/snapshot.py; the
+layers' paths follow through `config.source_path`), so a `git pull`, checkout or commit in the
+clone while a tool runs cannot mix two commits (journaled `"source": "snapshot"`). An apply whose
+`--allow-dirty` let uncommitted files through runs from the working tree instead (`"source":
+"working tree"`): there HEAD is checked before every tool and at the end, and a move stops the
+next tool and journals the apply as failed.
+
 On exit: one journal line with the result - succeeded, no-changes (`record.mark("no-changes")`),
 rolled-back (`record.rolled_back(commit)`: the targets run an older commit than HEAD, on purpose),
-failed (non-zero Exit, a tool's UnexpectedExit, any other exception, or HEAD moved during the
-apply), declined (`console.Declined`), refused (the guard, the lock, a path outside the repo, a
-plan digest that no longer matches) or interrupted (a signal: exit 130 SIGINT, 143 SIGTERM,
-129 SIGHUP). The journal line shares the started line's `apply_id`. It is also written as a git
-note on the applied commit (`gitops.notes`) and, once the lock is released, pushed to the
-configured remote with a short timeout; a push that fails leaves the entry unpublished (retried
-by the next task), never the apply failed.
+failed (non-zero Exit, a tool's UnexpectedExit, any other exception, or HEAD moved during an
+apply run from the working tree), declined (`console.Declined`), refused (the guard, the lock, a
+path outside the repo, a plan digest that no longer matches, a snapshot that cannot be made) or
+interrupted (a signal: exit 130 SIGINT, 143 SIGTERM, 129 SIGHUP). The journal line shares the
+started line's `apply_id`. It is also written as a git note on the applied commit (`gitops.notes`)
+and, once the lock is released, pushed to the configured remote with a short timeout; a push that
+fails leaves the entry unpublished (retried by the next task), never the apply failed.
 """
 
 from __future__ import annotations
@@ -50,9 +58,11 @@ from invoke.context import Context
 from invoke.exceptions import Exit, UnexpectedExit
 
 from blumeops_tasks import console, shell
-from blumeops_tasks.config import repo_path, repo_root
+from blumeops_tasks.config import SOURCE_ROOT, repo_path, repo_root
 from blumeops_tasks.gitops import git_state, journal, notes
+from blumeops_tasks.gitops import snapshot as snapshots
 from blumeops_tasks.gitops.lock import ApplyLock, Holder, LockRefused, default_lock_root, group_alive
+from blumeops_tasks.gitops.snapshot import Snapshot
 from blumeops_tasks.layer import Layer, owned_paths
 from blumeops_tasks.plan import LayerPlan
 from blumeops_tasks.redaction import redact
@@ -250,6 +260,15 @@ class ApplyRecord:
         """A short line for the journal's `message` (redacted like everything else)."""
         self.message = message
 
+    def snapshot(self) -> Path:
+        """Run the rest of the apply from a detached worktree of the journaled commit (made once) and
+        return its root; the layers' paths (`config.source_path`) point into it until the apply ends.
+        With uncommitted files let through by `--allow-dirty`, the working tree is what is applied:
+        its root is returned. A snapshot that cannot be made refuses the apply (journaled)."""
+        if self._session is None:
+            raise RuntimeError("snapshot is for a record returned by `with applying(...)`")
+        return self._session.snapshot()
+
 
 def split_tags(tags: str | Iterable[str] | None) -> list[str]:
     if not tags:
@@ -290,6 +309,8 @@ class ApplySession:
         self._previous_handlers: dict[int, Any] = {}
         self._previous_tracker: shell.Tracker | None = None
         self._tracker: shell.Tracker | None = None
+        self._snapshot: Snapshot | None = None
+        self._source: str | None = None  # where the tools read the repo's files: "snapshot" or "working tree"
         self._groups_seen: list[int] = []
         self._killer: threading.Timer | None = None
         self._exiting = False
@@ -453,9 +474,40 @@ class ApplySession:
             return
         raise Interrupted(signum)
 
+    def snapshot(self) -> Path:
+        if self._snapshot is not None:
+            return self._snapshot.tree
+        commit = self.record.commit
+        if self.record.dirty or not commit:
+            self._source = "working tree"
+            return self.root
+        directory = lock_directory(self.c, self.root) / "trees" / f"{self.layer.name}-{self.apply_id}"
+        try:
+            self._snapshot = snapshots.make(self.c, self.root, commit, directory)
+        except (snapshots.SnapshotError, OSError) as error:
+            reason = error.message if isinstance(error, snapshots.SnapshotError) else (error.strerror or str(error))
+            raise Refused(
+                redact(
+                    f"Cannot make a snapshot of commit {commit[:12]} to apply from ({reason}); nothing was "
+                    f"applied: free space under {directory.parent} or set blumeops.lock_dir elsewhere."
+                ),
+                code=1,
+            ) from None
+        self._source = "snapshot"
+        self.c.config["blumeops"][SOURCE_ROOT] = str(self._snapshot.tree)
+        return self._snapshot.tree
+
+    def _drop_snapshot(self) -> None:
+        if self._snapshot is None:
+            return
+        self.c.config["blumeops"][SOURCE_ROOT] = ""
+        snapshots.remove(self.c, self.root, self._snapshot.tree)
+
     def _before_tool(self) -> None:
         if self._signal is not None:
             raise Interrupted(self._signal)
+        if self._snapshot is not None:  # the tools read the snapshot: a move of HEAD cannot reach them
+            return
         now = git_state.head_now(self.root)
         if self.record.commit and now != self.record.commit:
             raise Exit(redact(self._moved_message(now, before_tool=True)), code=1)
@@ -501,6 +553,10 @@ class ApplySession:
             return f"{moved}; stopped before running the next tool so commits are not mixed: re-run the apply."
         return f"{moved}; the tool may have read files of both commits: re-run the apply from a still HEAD."
 
+    def _snapshot_note(self, now: str | None) -> str:
+        was = (self.record.commit or "?")[:12]
+        return f"HEAD moved to {(now or 'nothing')[:12]} during the apply; its tools read only the snapshot of {was}"
+
     # -- exit ---------------------------------------------------------------------------------
 
     def __exit__(
@@ -527,12 +583,17 @@ class ApplySession:
                 message = f"interrupted by {name}{stopped}; {message}".rstrip("; ")
             elif result in journal.SUCCESS_RESULTS and self.record.commit:
                 now = git_state.head_now(self.root)
-                if now != self.record.commit:
+                if now != self.record.commit and self._snapshot is not None:
+                    message = "; ".join(m for m in (message, self._snapshot_note(now)) if m)
+                elif now != self.record.commit:
                     moved = self._moved_message(now, before_tool=False)
                     result, code, message = "failed", 1, moved
             self._journal(result, code, "; ".join(m for m in (self.record.message, message) if m))
         finally:
-            self._release()
+            try:
+                self._drop_snapshot()
+            finally:
+                self._release()
         self._publish()
         if signum is not None:
             raise Exit(
@@ -571,6 +632,7 @@ class ApplySession:
             "allow_dirty_override": record.allow_dirty_override,
             "override_reason": "; ".join(record.override_reasons) or None,
             "paths": {label: str(path) for label, path in self.paths.items()},
+            "source": self._source,
             "plan_digest": record.plan_digest,
             "plan_counts": record.plan_counts,
             "result": result,

@@ -19,7 +19,7 @@ from invoke.context import Context
 from invoke.runners import Result
 
 from blumeops_tasks import shell
-from blumeops_tasks.config import repo_path, repo_root, setting, state_dir
+from blumeops_tasks.config import setting, source_path, source_root, state_dir
 from blumeops_tasks.hosts.inventory import Inventory, ProjectError
 
 if TYPE_CHECKING:
@@ -69,17 +69,17 @@ def _setting(c: Context, key: str, flag: object = None) -> Any:
 def project(c: Context, inventory: str | None = None) -> Project:
     configured = str(_setting(c, "ansible_config") or "")
     # Empty: the repo has no ansible.cfg of its own, and Ansible searches as it always does.
-    config = repo_path(c, configured) if configured else repo_root(c) / "ansible.cfg"
+    config = source_path(c, configured) if configured else source_root(c) / "ansible.cfg"
     requirements = str(_setting(c, "requirements"))
     return Project(
-        root=repo_root(c),
-        inventory=repo_path(c, _setting(c, "inventory", inventory)),
-        playbooks=repo_path(c, _setting(c, "playbooks")),
-        roles=repo_path(c, _setting(c, "roles")),
+        root=source_root(c),
+        inventory=source_path(c, _setting(c, "inventory", inventory)),
+        playbooks=source_path(c, _setting(c, "playbooks")),
+        roles=source_path(c, _setting(c, "roles")),
         config=config,
         ansible_playbook=str(_setting(c, "ansible_playbook")),
         ansible_inventory=str(_setting(c, "ansible_inventory")),
-        requirements=repo_path(c, requirements) if requirements else config.parent / "requirements.yml",
+        requirements=source_path(c, requirements) if requirements else config.parent / "requirements.yml",
         ansible_galaxy=str(_setting(c, "ansible_galaxy")),
         ansible_config_tool=str(_setting(c, "ansible_config_tool")),
         default_playbook=str(_setting(c, "default_playbook")),

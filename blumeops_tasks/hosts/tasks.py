@@ -91,6 +91,8 @@ def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
             **env_paths("ANSIBLE_ROLES_PATH"),  # ansible reads these roles too
         },
     ) as record:
+        record.snapshot()  # from here on Ansible reads the journaled commit, whatever a pull does to the clone
+        p, playbook = wf.selection(c, host, inventory)
         preview, _doc = wf.check_run(c, p, playbook, tags, limit)
         if not record.review(
             preview,

@@ -25,7 +25,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from blumeops_tasks import shell
-from blumeops_tasks.config import lint_strict, repo_path, setting, state_dir
+from blumeops_tasks.config import lint_strict, repo_path, setting, source_path, state_dir
 from blumeops_tasks.preflight import CheckSpec, Outcome, failed, house_rule, ok, skipped, warn
 from blumeops_tasks.tailnet import program_check, pulumi_cli
 from blumeops_tasks.tailnet.policy import (
@@ -61,7 +61,7 @@ class Settings:
 
 
 def settings(c: Context) -> Settings:
-    project_dir = repo_path(c, setting(c, "tailnet.dir"))
+    project_dir = source_path(c, setting(c, "tailnet.dir"))
     return Settings(
         project_dir=project_dir,
         stack=pulumi_cli.resolve_stack(str(setting(c, "tailnet.stack")), project_dir),
@@ -72,7 +72,7 @@ def settings(c: Context) -> Settings:
             ports=ports_from(setting(c, "tailnet.ports")),
             tailscale_ssh=bool(setting(c, "tailnet.tailscale_ssh")),
         ),
-        inventory=repo_path(c, inventory_setting(c)),
+        inventory=source_path(c, inventory_setting(c)),
         mock_timeout=float(setting(c, "tailnet.mock_timeout")),
         python=str(setting(c, "tailnet.python")) or pulumi_cli.default_python(),
         strict=lint_strict(c),
@@ -89,7 +89,9 @@ def inventory_setting(c: Context) -> str:
 
 
 def target(c: Context) -> pulumi_cli.Target:
-    project_dir = repo_path(c, setting(c, "tailnet.dir"))
+    """The program from `source_path` (a snapshot of the commit while an apply runs from one); a relative
+    file:// backend from the clone's program directory, since the state is the clone's, not the commit's."""
+    project_dir = source_path(c, setting(c, "tailnet.dir"))
     return pulumi_cli.Target(
         tool=str(setting(c, "tailnet.pulumi")),
         project_dir=project_dir,
@@ -98,7 +100,7 @@ def target(c: Context) -> pulumi_cli.Target:
             str(setting(c, "tailnet.backend_url")),
             os.environ,
             pulumi_cli.read_project(project_dir),
-            project_dir,
+            repo_path(c, setting(c, "tailnet.dir")),
         ),
         python=str(setting(c, "tailnet.python")) or pulumi_cli.default_python(),
     )
@@ -106,7 +108,7 @@ def target(c: Context) -> pulumi_cli.Target:
 
 def declared_stacks(c: Context) -> list[str]:
     """The stack the layer applies (the layer's target in `inv pending`); none when none is chosen."""
-    if not repo_path(c, setting(c, "tailnet.dir")).is_dir():
+    if not source_path(c, setting(c, "tailnet.dir")).is_dir():
         return []
     stack = target(c).stack
     return [stack] if stack else []

@@ -51,12 +51,14 @@ def preview(c: Context, json: bool = False) -> None:
 def up(c: Context, yes: bool = False, allow_dirty: bool = False, plan: str | None = None) -> None:
     """Apply the tailnet: guard, preview (saving Pulumi's plan), confirm (default No), pulumi up --plan, re-check."""
     from blumeops_tasks.gitops.session import applying
-    from blumeops_tasks.tailnet import pulumi_cli
+    from blumeops_tasks.tailnet import checks, pulumi_cli
     from blumeops_tasks.tailnet.layer import LAYER
     from blumeops_tasks.tailnet.workflow import describe_counts, guard_or_fail, run_preview, saved_plan_path
 
     target = stack_or_fail(c, "apply")
     with applying(c, LAYER, task="tailnet.up", targets=[target.stack], allow_dirty=allow_dirty, plan=plan) as record:
+        record.snapshot()  # the guard, the preview and pulumi up read the journaled commit's program
+        target = checks.target(c)
         guard_or_fail(c, "apply")
         saved = saved_plan_path(c, target.stack)
         preview = run_preview(c, target, save_plan=saved)

@@ -87,3 +87,52 @@ def test_a_tag_no_task_carries_stops_the_apply_before_anything_runs(tmp_path: Pa
     assert result.returncode == 1
     assert "--tags nosuchtag matches no task" in result.stderr
     assert not sshd_host.sshd.path(tmp_path / "out" / "motd").exists()
+
+
+PULL_TASK = """
+    - name: A pull lands in the clone while the play runs
+      ansible.builtin.shell: >-
+        echo 'PULLED MID-RUN' >> {clone}/ansible/roles/motd/templates/motd.j2 &&
+        git -C {clone} -c user.name=t -c user.email=t@example.com commit -qam pulled
+      delegate_to: localhost
+      changed_when: false
+      when: not ansible_check_mode
+      tags: [always]
+"""
+
+
+def test_a_pull_during_the_provision_never_reaches_the_host(tmp_path: Path, sshd_host: SshdHost) -> None:
+    """The play commits a change to the motd template in the clone before the role runs: the host gets
+    the template of the commit the journal names, because Ansible reads a snapshot of it. The installed
+    collection (git-ignored) is the clone's, linked into the snapshot."""
+    root, env = adopted_repo(tmp_path, sshd_host)
+    playbook = root / "ansible" / "playbooks" / "linux.yml"
+    text = playbook.read_text()
+    playbook.write_text(text.replace("  roles:\n", PULL_TASK.format(clone=root) + "  roles:\n", 1))
+    (root / ".gitignore").write_text("ansible/collections/\n")
+    git = ["git", "-C", str(root), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a pull lands mid-run"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    deps = run_inv("hosts.deps", env=env, cwd=root)
+    assert deps.returncode == 0, deps.stdout + deps.stderr
+
+    # --allow-dirty only because this clone has no upstream: its files are all committed
+    result = run_inv("hosts.provision", "--limit=sifaka", "--yes", "--allow-dirty", env=env, cwd=root)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert head != commit  # the clone moved on during the run
+    motd = sshd_host.sshd.path(tmp_path / "out" / "motd").read_text()
+    assert "sifaka: the backup disks live here" in motd
+    assert "PULLED MID-RUN" not in motd  # the host got the journaled commit's template
+    entry = journal.read(tmp_path / "state" / "journal.jsonl")[0][-1]
+    assert (entry["result"], entry["commit"], entry["source"], entry["dirty"]) == (
+        "succeeded",
+        commit,
+        "snapshot",
+        False,
+    )
+    assert f"HEAD moved to {head[:12]}" in entry["message"]
+    worktrees = subprocess.run([*git, "worktree", "list", "--porcelain"], capture_output=True, text=True, check=True)
+    assert worktrees.stdout.count("worktree ") == 1  # the snapshot is gone
+    assert (root / "ansible" / "collections").is_dir()  # and the installed collection is still the clone's

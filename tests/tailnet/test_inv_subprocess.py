@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,15 @@ from tests.tailnet.conftest import FIXTURES, make_root
 pytestmark = pytest.mark.slow
 
 FAKE = """#!{python}
-import json, os, sys
+import json, os, subprocess, sys
 log = os.environ["FAKE_PULUMI_LOG"]
+cwd = sys.argv[sys.argv.index("--cwd") + 1] if "--cwd" in sys.argv else None
+if cwd and sys.argv[1] == "up" and os.environ.get("FAKE_PULUMI_PULL_INTO"):  # a pull lands while up runs
+    clone = os.environ["FAKE_PULUMI_PULL_INTO"]
+    with open(os.path.join(clone, "pulumi", "__main__.py"), "a") as f:
+        f.write("# pulled in while pulumi up ran\\n")
+    git = ["git", "-C", clone, "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "commit", "-qam", "pulled"], check=True)
 with open(log, "a") as f:
     f.write(json.dumps({{
         "argv": sys.argv[1:],
@@ -31,6 +39,9 @@ with open(log, "a") as f:
         "python": os.environ.get("PULUMI_PYTHON_CMD"),
         "api_key": os.environ.get("TAILSCALE_API_KEY"),
         "passphrase": os.environ.get("PULUMI_CONFIG_PASSPHRASE"),
+        "head": subprocess.run(["git", "-C", cwd, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        if cwd else None,
+        "program": open(os.path.join(cwd, "__main__.py")).read() if cwd else None,
     }}) + "\\n")
 verb = sys.argv[1]
 if verb == "version":
@@ -126,7 +137,14 @@ def test_up_with_yes_applies_through_the_environment_and_rechecks(tmp_path: Path
     seen = calls(tmp_path)
     assert [c["argv"][0] for c in seen] == ["version", "preview", "up", "preview"]
     up = seen[2]
-    where = ["--cwd", str(root / "pulumi"), "--stack", "homelab", "--non-interactive"]
+    (entry,) = journal(tmp_path)
+    # the preview, the apply and the re-check ran in one snapshot of the journaled commit, gone afterwards
+    tree = Path(up["argv"][up["argv"].index("--cwd") + 1])
+    assert (tree.name, tree.parent.parent.name) == ("pulumi", "trees")
+    assert not tree.exists()
+    assert [c["head"] for c in seen[1:]] == [entry["commit"]] * 3
+    assert entry["source"] == "snapshot"
+    where = ["--cwd", str(tree), "--stack", "homelab", "--non-interactive"]
     plan_file = tmp_path / "state" / "tailnet" / "plans" / "homelab.json"
     assert seen[1]["argv"] == ["preview", "--json", "--refresh", f"--save-plan={plan_file}", *where]
     assert up["argv"] == ["up", "--yes", "--skip-preview", "--refresh", f"--plan={plan_file}", *where]
@@ -136,8 +154,26 @@ def test_up_with_yes_applies_through_the_environment_and_rechecks(tmp_path: Path
     assert up["api_key"] == SECRET  # reached pulumi through the environment...
     assert all(SECRET not in " ".join(c["argv"]) for c in seen)  # ...never on a command line
     assert SECRET not in done.stdout + done.stderr
-    (entry,) = journal(tmp_path)
     assert (entry["result"], entry["plan_counts"]["update"]) == ("succeeded", 2)
+
+
+def test_a_pull_while_pulumi_up_runs_never_reaches_the_apply(tmp_path: Path) -> None:
+    """A commit lands in the clone while `pulumi up` runs: the re-check still reads the program of the
+    commit the journal names, and the apply stays succeeded, with the move noted."""
+    root = make_root(tmp_path / "repo", git=True)
+    env = environment(tmp_path, root, fake_cli(tmp_path), FAKE_PULUMI_PULL_INTO=str(root))
+    done = run_inv("tailnet.up", "--yes", "--allow-dirty", env=env)
+    assert done.returncode == 0, done.stderr
+    seen = calls(tmp_path)
+    assert [c["argv"][0] for c in seen] == ["version", "preview", "up", "preview"]
+    (entry,) = journal(tmp_path)
+    pulled = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    assert pulled.stdout.strip() != entry["commit"]  # the clone moved on...
+    assert "pulled in while pulumi up ran" in (root / "pulumi" / "__main__.py").read_text()
+    assert [c["head"] for c in seen[1:]] == [entry["commit"]] * 3  # ...the apply did not
+    assert all("pulled in while" not in c["program"] for c in seen[1:])
+    assert (entry["result"], entry["source"]) == ("succeeded", "snapshot")
+    assert f"HEAD moved to {pulled.stdout.strip()[:12]}" in entry["message"]
 
 
 def test_up_failure_passes_pulumis_exit_code_through(tmp_path: Path) -> None:

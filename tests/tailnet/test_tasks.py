@@ -206,6 +206,11 @@ class FakeRecord(ApplyRecord):
     def note(self, message: str) -> None:
         self.message = message
 
+    def snapshot(self) -> Path:
+        """The apply reads the repo in place here (the snapshot has its own tests: tests/gitops)."""
+        self.snapshots = getattr(self, "snapshots", 0) + 1
+        return Path.cwd()
+
 
 @pytest.fixture
 def applying(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
