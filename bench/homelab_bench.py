@@ -11,10 +11,13 @@ prints medians of interleaved runs (the order rotated each round):
   1. `inv check` warm                     / the slowest native validator, each run alone
   2. `inv check --changed` after editing  / the native validator of that file
      one role file, then one app file       (`ansible-playbook --syntax-check` on the graph that runs
-                                             the role; `kubectl kustomize` on the app)
+                                             the role; for the app both `kubectl kustomize` alone and
+                                             `kubectl kustomize | kubernetes-validate`, the two native
+                                             tools `inv check` runs on an app)
   3. `inv hosts.provision` with one change / bare `ansible-playbook --diff` with one change (host1's
-                                             host_vars edited before each run; a disposable host:
-                                             tests/hosts/sshd.py)
+                                             host_vars edited and committed before each run, so the
+                                             provision runs from its snapshot of the commit; a
+                                             disposable host: tests/hosts/sshd.py)
   4. `inv history --limit 20` on a 100k-line journal (absolute seconds)
 
 Each edit is made before its timed run and not timed; the file alternates between two contents,
@@ -277,6 +280,17 @@ def main() -> None:  # noqa: PLR0915  # one measure after another, in one place
             ),
         }
 
+        # What `inv check` does to an app by hand: render it, then validate the objects' schemas
+        # (kubernetes-validate beside this interpreter, never a version manager's shim).
+        validator = Path(sys.executable).with_name("kubernetes-validate")
+        rendered = work / "rendered.yaml"
+        render_and_validate = [
+            "bash",
+            "-c",
+            f"kubectl kustomize {one_app} > {rendered} && "
+            f"{validator if validator.exists() else 'kubernetes-validate'} --quiet {rendered}",
+        ]
+
         def after(edit: Callable[[], None], command: list[str], cwd: Path, expect: tuple[int, ...] = (0,)) -> float:
             edit()
             return timed(command, cwd, ansible_env, expect)
@@ -290,6 +304,7 @@ def main() -> None:  # noqa: PLR0915  # one measure after another, in one place
             "kubectl kustomize after the same edit": lambda: after(
                 app_edit, ["kubectl", "kustomize", str(one_app)], root
             ),
+            "kustomize + kubernetes-validate, same edit": lambda: after(app_edit, render_and_validate, root),
         }
         print(f"fixture: {args.apps} apps, {args.roles} roles, {args.hosts} hosts in {root}", flush=True)
         print("warm-up: one untimed run of each measure ...", flush=True)
@@ -305,12 +320,19 @@ def main() -> None:  # noqa: PLR0915  # one measure after another, in one place
             host_vars = ansible / "inventory" / "host_vars" / "host1.yml"
             count = [0]
 
-            def one_change() -> None:
+            def one_change() -> None:  # committed, as an operator applies it: the apply runs from a snapshot
                 count[0] += 1
                 host_vars.write_text(f"---\nrole01_message: bench change {count[0] % 2}\n", encoding="utf-8")
+                git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+                subprocess.run([*git, "commit", "-qam", f"change {count[0]}"], cwd=root, check=True)
+                subprocess.run(["git", "push", "-q"], cwd=root, check=True)
 
             bare = ["ansible-playbook", "-i", "inventory", "playbooks/host1.yml", "--diff"]
-            provision = [*inv, "hosts.provision", "--host=host1", "--yes", "--allow-dirty"]
+            origin = work / "origin.git"  # pushed, so the git guard passes as it does for an operator
+            subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+            subprocess.run(["git", "remote", "add", "origin", str(origin)], cwd=root, check=True)
+            subprocess.run(["git", "push", "-q", "-u", "origin", "main"], cwd=root, check=True)
+            provision = [*inv, "hosts.provision", "--host=host1", "--yes"]
             apply_measures: dict[str, Callable[[], float]] = {
                 "inv hosts.provision, one change": lambda: after(one_change, provision, root),
                 "bare ansible-playbook --diff, one change": lambda: after(one_change, bare, ansible),
@@ -346,6 +368,14 @@ def main() -> None:  # noqa: PLR0915  # one measure after another, in one place
                 "inv check --changed (app) / kubectl kustomize of the app",
                 results["inv check --changed (app file edited)"],
                 results["kubectl kustomize after the same edit"],
+                GOALS["changed"],
+            )
+        )
+        print(
+            row(
+                "inv check --changed (app) / kustomize + kubernetes-validate",
+                results["inv check --changed (app file edited)"],
+                results["kustomize + kubernetes-validate, same edit"],
                 GOALS["changed"],
             )
         )

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from blumeops_tasks import yaml_read
+
 APP_API_VERSION = "argoproj.io/v1alpha1"
 CHILD_FINALIZER = "resources-finalizer.argocd.argoproj.io"
 ROOT_FILE = "root.yaml"
@@ -85,7 +87,7 @@ def load(repo: Path, argocd_dir: str = "argocd") -> list[LocalApp]:
     for path, is_root in files:
         rel = path.relative_to(repo)
         try:
-            docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+            docs = [d for d in yaml_read.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
         except yaml.YAMLError as exc:
             raise ManifestError(f"{rel} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
         if len(docs) != 1 or not isinstance(docs[0], Mapping):

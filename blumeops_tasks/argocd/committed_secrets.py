@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from blumeops_tasks import yaml_read
+
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -19,7 +21,7 @@ def find(repo: Path, base: str) -> list[str]:
     found: list[str] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in SUFFIXES):
         try:
-            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+            docs = yaml_read.safe_load_all(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError):
             continue
         for doc in docs:

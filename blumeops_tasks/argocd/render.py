@@ -25,6 +25,7 @@ from typing import Any
 
 from invoke.context import Context
 
+from blumeops_tasks import yaml_read
 from blumeops_tasks.argocd.apps import LocalApp
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -89,9 +90,8 @@ def _needs_network(error: str) -> bool:
 def _parse(text: str, what: str) -> tuple[dict[str, Any], ...]:
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the same YAML, parsed by libyaml when present
     try:
-        docs = list(yaml.load_all(text, Loader=loader))  # a safe loader
+        docs = yaml_read.safe_load_all(text)
     except yaml.YAMLError as exc:
         raise RenderError(f"{what} printed output that is not YAML ({getattr(exc, 'problem', exc)})") from None
     return tuple(_flatten(d for d in docs if isinstance(d, Mapping)))
@@ -140,7 +140,7 @@ def _plain_directory(directory: Path, recurse: bool) -> tuple[dict[str, Any], ..
     objects: list[dict[str, Any]] = []
     for path in files:
         try:
-            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+            docs = yaml_read.safe_load_all(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise RenderError(f"{path.name} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
         objects.extend(_flatten(d for d in docs if isinstance(d, Mapping)))

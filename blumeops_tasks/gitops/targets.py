@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from blumeops_tasks import yaml_read
 from blumeops_tasks.gitops.git_state import path_in
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ def _load_yaml_docs(path: Path) -> list[Any]:
     import yaml
 
     try:
-        return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
+        return [doc for doc in yaml_read.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
     except (OSError, yaml.YAMLError):
         return []
 

@@ -63,14 +63,24 @@ def parse_dump(data: Any) -> Settings:
     return Settings(values, ssh)
 
 
+# Where the repo root stood in a cached settings dump (a path never seen in a real one).
+ROOT_MARK = "/\0blumeops-root"
+
+
 def settings(c: Context, p: Project) -> Settings:
+    """Ansible's settings, cached on ansible.cfg's content and place in the repo, with the repo root's
+    paths stored relative to it: an apply's snapshot of the commit (a byte-identical copy elsewhere)
+    reuses the clone's answer, each path moved into the snapshot."""
     from blumeops_tasks.hosts import cache
 
     dump = [p.ansible_config_tool, "dump", "-t", "all", "--format", "json"]
     command = f"cd {shlex.quote(str(p.root))} && {shlex.join(dump)}"
-    key = cache.fingerprint([p.config], extra=[command])
+    # ANSIBLE_CONFIG names p.config when it exists; otherwise Ansible reads ./ansible.cfg of the root.
+    read = p.config if p.config.is_file() else p.root / "ansible.cfg"
+    key = cache.content_key(p.root, [read], extra=[shlex.join(dump), str(p.config.is_file())])
+    root = str(p.root)
     if p.cache_dir is not None and (cached := cache.get(p.cache_dir, "config", key)) is not None:
-        return parse_dump(cached)
+        return parse_dump(cache.relocate(cached, ROOT_MARK, root))
     result = shell.run(c, command, env=base_env(p), hide=True, warn=True)
     if result.exited != 0:
         raise ProjectError(
@@ -81,7 +91,7 @@ def settings(c: Context, p: Project) -> Settings:
     except ValueError:
         raise ProjectError(f"ansible-config dump printed no JSON for {p.rel(p.config)}.") from None
     if p.cache_dir is not None:
-        cache.put(p.cache_dir, "config", key, data)
+        cache.put(p.cache_dir, "config", key, cache.relocate(data, root, ROOT_MARK))
     return parse_dump(data)
 
 

@@ -41,6 +41,38 @@ def fingerprint(paths: Iterable[Path], extra: Iterable[str] = ()) -> str:
     return digest.hexdigest()[:32]
 
 
+def content_key(root: Path, files: Iterable[Path], extra: Iterable[str] = ()) -> str:
+    """Like `fingerprint`, keyed on the files' bytes and their paths relative to `root` (not where the
+    root is, nor mtimes): the same key for a byte-identical copy of the repo, such as an apply's
+    snapshot of its commit. For answers that hold for every copy once `relocate`d."""
+    digest = hashlib.sha256()
+    for path in sorted({Path(p) for p in files}):
+        try:
+            label = path.relative_to(root).as_posix()
+        except ValueError:
+            label = str(path)
+        try:
+            digest.update(f"{label}\0".encode() + hashlib.sha256(path.read_bytes()).digest() + b"\n")
+        except OSError:
+            digest.update(f"missing:{label}\n".encode())
+    for item in extra:
+        digest.update(f"extra:{item}\n".encode())
+    for key in sorted(k for k in os.environ if k.startswith(KEY_ENV_PREFIXES)):
+        digest.update(f"env:{key}={os.environ[key]}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def relocate(data: Any, old: str, new: str) -> Any:
+    """`data` with every string that is the path `old`, or lies under it, moved under `new`."""
+    if isinstance(data, str):
+        return new + data[len(old) :] if data == old or data.startswith(old + "/") else data
+    if isinstance(data, list):
+        return [relocate(item, old, new) for item in data]
+    if isinstance(data, dict):
+        return {key: relocate(value, old, new) for key, value in data.items()}
+    return data
+
+
 def get(directory: Path, kind: str, key: str) -> Any:
     path = directory / f"{kind}-{key}.json"
     try:

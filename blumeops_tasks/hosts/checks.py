@@ -16,7 +16,7 @@ from typing import Any
 
 from invoke.context import Context
 
-from blumeops_tasks import shell
+from blumeops_tasks import shell, yaml_read
 from blumeops_tasks.hosts import duplicates, house_rules, requirements
 from blumeops_tasks.hosts.inventory import Inventory, ProjectError, SshTarget, root_playbooks, ssh_command
 from blumeops_tasks.hosts.project import (
@@ -130,7 +130,7 @@ def graph_playbooks(root: Path) -> list[Path]:
             continue
         seen.append(book)
         try:
-            document = yaml.safe_load(book.read_text(encoding="utf-8"))
+            document = yaml_read.safe_load(book.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             return sorted({*seen, *(b.resolve() for b in playbooks(root.parent))})
         for entry in document if isinstance(document, list) else []:

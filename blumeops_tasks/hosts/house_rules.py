@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from blumeops_tasks import yaml_read
+
 
 def roles(roles_dir: Path) -> list[str]:
     """Role directories (a role has tasks/main.yml or .yaml)."""
@@ -24,7 +26,7 @@ def _load_yaml(path: Path) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml_read.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return None  # not ours to report: ansible-lint and the syntax check do
 

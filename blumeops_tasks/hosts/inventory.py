@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blumeops_tasks import yaml_read
+
 
 class ProjectError(ValueError):
     """A problem with the repo's Ansible files, worded as one actionable sentence."""
@@ -22,7 +24,7 @@ def _yaml(path: Path) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml_read.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ProjectError(f"Cannot read {path}: {exc.strerror}.") from None
     except yaml.YAMLError as exc:
@@ -57,7 +59,7 @@ def imported_playbooks(playbooks_dir: Path) -> set[Path]:
     imported: set[Path] = set()
     for book in playbooks(playbooks_dir):
         try:
-            document = yaml.safe_load(book.read_text(encoding="utf-8"))
+            document = yaml_read.safe_load(book.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             continue  # its own syntax check reports it
         for entry in document if isinstance(document, list) else []:

@@ -73,7 +73,7 @@ def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
     from blumeops_tasks.hosts.layer import LAYER
 
     p, playbook = wf.selection(c, host, inventory)
-    hosts = wf.preflight(c, p, playbook, tags, limit)  # the hosts Ansible lists for this --limit
+    hosts = wf.preflight(c, p, playbook, tags, limit, host=host)  # the hosts Ansible lists for this --limit
     what = host or "every host"
     with applying(
         c,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,41 +129,64 @@ def layer_plan(c: Context) -> LayerPlan:
     return preview_plan(c, p, playbook)
 
 
-def preflight(c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None) -> list[str]:
+def preflight(
+    c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None, *, host: str | None = None
+) -> list[str]:
     """Ansible's version, strategy and requirements checked, and its inventory read, while Ansible lists
     what the run selects; then each selected host over SSH (concurrently, each with a timeout) and the
-    selected roles' secrets.
+    selected roles' secrets. A `host` named on the command line is reached over SSH while Ansible still
+    lists the run (its row is kept only if the listing selects it).
 
     Any failure stops here, before any play runs, with one sentence per failed check. Returns the hosts.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     timeout = float(setting(c, "preflight_timeout"))
-    with console.status("Preflight"), ThreadPoolExecutor(max_workers=2) as pool:
+    with console.status("Preflight"), ThreadPoolExecutor(max_workers=3) as pool:
         early = [s for s in checks.preflight_checks(c, p, None, [], []) if s.name != "secrets"]
         first = pool.submit(runner.run_checks, early, timeout)
         # Ansible's inventory (the SSH targets) is read while Ansible lists the run: after an edit of
         # the inventory both are asked again, and neither waits for the other.
         inventory = pool.submit(load_inventory, c, p)
+        named = pool.submit(_reach_named, c, p, inventory, host, timeout)
         try:
             chosen = selected(c, p, playbook, tags, limit)
             inv = inventory.result()
         except ProjectError as exc:
             first.result()
             inventory.exception()
+            named.result()
             console.fail(str(exc))
+        reached = [r for r in named.result() if r.name in {f"ssh {h}" for h in chosen.hosts}]
         later = [
             s
             for s in checks.preflight_checks(c, p, inv, chosen.hosts, chosen.roles)
-            if s.name.startswith("ssh ") or s.name == "secrets"
+            if (s.name.startswith("ssh ") and s.name not in {r.name for r in reached}) or s.name == "secrets"
         ]
-        results = first.result() + runner.run_checks(later, default_timeout=timeout)
+        results = first.result() + reached + runner.run_checks(later, default_timeout=timeout)
     failures = [r for r in results if r.status == "fail"]
     if failures:
         runner.render("Preflight", results)
         fixes = "; ".join(dict.fromkeys(r.fix for r in failures if r.fix))
         console.fail(f"Preflight failed: {'; '.join(r.detail for r in failures)} ({fixes}).")
     return chosen.hosts
+
+
+def _reach_named(
+    c: Context, p: Project, inventory: Future[Inventory], host: str | None, timeout: float
+) -> list[runner.CheckResult]:
+    """The SSH row of the host named on the command line, once the inventory is read (none when it
+    is not there: the listing then says what is wrong)."""
+    if not host:
+        return []
+    try:
+        inv = inventory.result()
+    except ProjectError:
+        return []
+    if host not in inv.hosts:
+        return []
+    specs = [s for s in checks.preflight_checks(c, p, inv, [host], []) if s.name.startswith("ssh ")]
+    return runner.run_checks(specs, default_timeout=timeout)
 
 
 def apply_playbook(

@@ -521,6 +521,38 @@ def test_a_listing_is_cached_and_a_failure_is_not(tmp_path: Path) -> None:
     assert ask.listing(MockContext(run={}), p, [book])[0].hosts == ("indri",)  # cached: nothing runs
 
 
+def test_ansibles_settings_are_reused_by_a_byte_identical_copy_with_its_own_paths(tmp_path: Path) -> None:
+    """An apply's snapshot of the commit is a copy of the clone elsewhere: the settings Ansible gave
+    for the clone are reused (nothing runs), with every path under the clone moved into the copy, and
+    they are what Ansible itself answers there. A changed ansible.cfg is asked again."""
+    require_tool("ansible-config")
+    from dataclasses import replace
+
+    clone, copy = tmp_path / "clone", tmp_path / "copy"
+    (clone / "callback_plugins").mkdir(parents=True)
+    (clone / "ansible.cfg").write_text("[defaults]\nroles_path = roles\ncallback_plugins = callback_plugins\n")
+    shutil.copytree(clone, copy)
+
+    def at(root: Path) -> Project:
+        return replace(project_fixture(), root=root, config=root / "ansible.cfg", cache_dir=tmp_path / "cache")
+
+    asked = ask.settings(Context(), at(clone))
+    assert asked.paths("DEFAULT_ROLES_PATH")[0] == str(clone / "roles")
+    reused = ask.settings(MockContext(run={}), at(copy))  # a MockContext with no answers: nothing may run
+    uncached = ask.settings(Context(), replace(at(copy), cache_dir=None))
+    per_run = {"DEFAULT_LOCAL_TMP"}  # a temporary directory of each ansible process, whatever the copy
+
+    def lasting(found: ask.Settings) -> dict[str, object]:
+        return {name: value for name, value in found.values.items() if name not in per_run}
+
+    assert lasting(reused) == lasting(uncached)
+    assert reused.ssh == uncached.ssh
+    assert reused.paths("DEFAULT_CALLBACK_PLUGIN_PATH") == [str(copy / "callback_plugins")]
+    (copy / "ansible.cfg").write_text("[defaults]\nroles_path = elsewhere\n")
+    with pytest.raises(NotImplementedError):  # another content: Ansible is asked again
+        ask.settings(MockContext(run={}), at(copy))
+
+
 def test_the_reach_check_shares_ansibles_control_path(tmp_path: Path) -> None:
     from blumeops_tasks.hosts.checks import reach_ssh_args
 
