@@ -137,7 +137,7 @@ def _hosts_hit(path: str, index: HostsIndex) -> Hit:  # noqa: PLR0911  # one ret
 def _argocd_hit(path: str, index: ArgoIndex) -> Hit:
     best = ""
     for source in index.app_paths:
-        if path.startswith(source + "/") and len(source) > len(best):
+        if (path == source or path.startswith(source + "/")) and len(source) > len(best):
             best = source
     if best:
         return Hit(path, "argocd", "app", index.app_paths[best])
@@ -306,10 +306,22 @@ def read_argo_index(root: Path, base: str = "argocd") -> ArgoIndex:
             manifests.add(manifest.relative_to(root).as_posix())
             name = str((doc.get("metadata") or {}).get("name") or "")
             spec = doc.get("spec") or {}
-            sources = [spec.get("source"), *list(spec.get("sources") or [])]
-            for source in sources:
-                if isinstance(source, Mapping) and source.get("path") and name:
-                    path = str(source["path"]).strip("/")
-                    if path_in(path + "/", (base + "/",)):
-                        app_paths[path] = name
+            sources = [s for s in (spec.get("source"), *list(spec.get("sources") or [])) if isinstance(s, Mapping)]
+            for path in source_paths(sources) if name else []:
+                if path_in(path + "/", (base + "/",)):
+                    app_paths[path] = name
     return ArgoIndex(app_paths, frozenset(manifests))
+
+
+def source_paths(sources: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The repo paths an Application's sources read: each source's `path`, and each Helm value file
+    named through a `ref` source (`$values/argocd/values/grafana.yaml` with a source `ref: values`)."""
+    refs = {str(s["ref"]) for s in sources if s.get("ref")}
+    paths = [str(s["path"]).strip("/") for s in sources if s.get("path")]
+    for source in sources:
+        helm = source.get("helm")
+        for value_file in (helm.get("valueFiles") or []) if isinstance(helm, Mapping) else []:
+            ref, _, rest = str(value_file).partition("/")
+            if ref.startswith("$") and ref[1:] in refs and rest:
+                paths.append(rest.strip("/"))
+    return paths

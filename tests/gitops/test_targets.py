@@ -134,3 +134,15 @@ def test_argo_reader_on_crafted_files(tmp_path: Path) -> None:
     argo = read_argo_index(tmp_path)
     assert dict(argo.app_paths) == {"argocd/apps": "blumeops", "argocd/manifests/caddy": "caddy"}
     assert argo.manifests == frozenset({"argocd/root.yaml", "argocd/apps/caddy.yaml", "argocd/apps/ext.yaml"})
+
+
+def test_a_helm_value_file_named_through_a_ref_source_belongs_to_its_app() -> None:
+    """The homelab fixture's grafana: a chart from its Helm repository, values kept in this repo
+    (`$values/argocd/values/grafana.yaml` with a source `ref: values`)."""
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "homelab"
+    argo = read_argo_index(fixture, "argocd")
+    assert argo.app_paths["argocd/values/grafana.yaml"] == "grafana"
+    layers = (LayerInfo("argocd", ("argocd/",), "argocd.sync"),)
+    hit = map_path("argocd/values/grafana.yaml", layers, HostsIndex(), argo)
+    assert (hit.kind, hit.target) == ("app", "grafana")
+    assert map_path("argocd/values/other.yaml", layers, HostsIndex(), argo).kind == "layer"  # named by no app
