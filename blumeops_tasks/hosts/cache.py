@@ -34,11 +34,16 @@ def fingerprint(paths: Iterable[Path], extra: Iterable[str] = ()) -> str:
                 continue
             stat = path.stat()
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return _finish(digest, extra)
+
+
+def _finish(digest: Any, extra: Iterable[str]) -> str:
+    """The key: the files' digest so far, then the other inputs and the ANSIBLE_* environment."""
     for item in extra:
         digest.update(f"extra:{item}\n".encode())
     for key in sorted(k for k in os.environ if k.startswith(KEY_ENV_PREFIXES)):
         digest.update(f"env:{key}={os.environ[key]}\n".encode())
-    return digest.hexdigest()[:32]
+    return str(digest.hexdigest()[:32])
 
 
 def content_key(root: Path, files: Iterable[Path], extra: Iterable[str] = ()) -> str:
@@ -55,11 +60,7 @@ def content_key(root: Path, files: Iterable[Path], extra: Iterable[str] = ()) ->
             digest.update(f"{label}\0".encode() + hashlib.sha256(path.read_bytes()).digest() + b"\n")
         except OSError:
             digest.update(f"missing:{label}\n".encode())
-    for item in extra:
-        digest.update(f"extra:{item}\n".encode())
-    for key in sorted(k for k in os.environ if k.startswith(KEY_ENV_PREFIXES)):
-        digest.update(f"env:{key}={os.environ[key]}\n".encode())
-    return digest.hexdigest()[:32]
+    return _finish(digest, extra)
 
 
 def relocate(data: Any, old: str, new: str) -> Any:
