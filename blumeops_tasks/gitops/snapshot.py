@@ -5,7 +5,9 @@ off), so a `git pull`, checkout or commit in the clone while a tool runs cannot 
 of two commits. Git is the authority on what the commit holds; what git does not track - `.env`, a
 vault password file, installed collections, a Pulumi virtualenv or local state - is linked into the
 tree from the clone (`git ls-files --others --directory`, ignored files included), so the tools find
-it where they always do and what they write there lands in the clone.
+it where they always do and what they write there lands in the clone. Submodules (roles kept in
+their own repositories) are linked the same way: their files are the clone's checkout of them, which
+the git-state guard has already compared with the commit.
 
 A tree lives beside the layer's lock (`<lock dir>/trees/<layer>-<apply id>`, shared by the clones
 of the repo) and is removed when its apply ends; one left by a killed apply is removed by the next
@@ -68,6 +70,17 @@ def links_to_make(entries: list[str], clone: Path, keep_out: Path) -> list[str]:
     return chosen
 
 
+def parse_gitlinks(text: str) -> list[str]:
+    """`git ls-files -z --stage` output: the paths of submodules (mode 160000), whose files live in
+    their own repositories and are checked out in the clone, not in a new worktree."""
+    found = []
+    for entry in text.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if path and meta.split(" ", 1)[0] == "160000":
+            found.append(path)
+    return found
+
+
 def _git_or_raise(c: Context, root: Path, args: str, what: str) -> str:
     code, out, err = git(c, root, args)
     if code:
@@ -99,6 +112,13 @@ def make(c: Context, clone: Path, commit: str, directory: Path) -> Snapshot:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(clone / entry)
+        staged = _git_or_raise(c, clone, "ls-files -z --stage", "git ls-files --stage")
+        for module in parse_gitlinks(staged):  # the worktree holds an empty directory for each
+            target = directory / module
+            if (clone / module).is_dir() and target.is_dir() and not any(target.iterdir()):
+                target.rmdir()
+                target.symlink_to(clone / module)
+                linked.append(module)
     except (SnapshotError, OSError):
         remove(c, clone, directory)
         raise

@@ -144,3 +144,20 @@ def test_links_never_take_in_the_trees_own_directory(tmp_path: Path) -> None:
         "collections",
         "pulumi/venv",
     ]
+
+
+def test_a_role_kept_as_a_submodule_is_the_clones_checkout_of_it(repo: Repo, tmp_path: Path) -> None:
+    """A worktree leaves each submodule an empty directory: the snapshot links the clone's checkout,
+    which the git-state guard compared with the commit (a submodule at another commit is dirty)."""
+    role = Repo(tmp_path / "role-repo")
+    role.write("tasks/main.yml", "- name: from the submodule\n  ansible.builtin.debug: {}\n")
+    role.commit("a role in its own repository")
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(role.root), "roles/shared")
+    repo.commit("the shared role as a submodule")
+    repo.push()
+    with applying(repo.context(), HOSTS, task="hosts.provision") as record:
+        tree = record.snapshot()
+        assert (tree / "roles/shared/tasks/main.yml").read_text().startswith("- name: from the submodule")
+    assert repo.journal()[-1]["result"] == "succeeded"
+    assert (repo.root / "roles/shared/tasks/main.yml").exists()  # the link went, the checkout stays
+    assert not tree.exists()
