@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from invoke.context import Context
 from invoke.runners import Result
 
 from blumeops_tasks import shell
-from blumeops_tasks.config import setting, source_path, source_root, state_dir
+from blumeops_tasks.config import repo_root, setting, source_path, source_root, state_dir
 from blumeops_tasks.hosts.inventory import Inventory, ProjectError
 
 if TYPE_CHECKING:
@@ -141,11 +142,24 @@ def plugin_env(configured: Settings) -> dict[str, str]:
     return env
 
 
+def roles_path_env(c: Context, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """ANSIBLE_ROLES_PATH with its entries inside the repo moved into the apply's snapshot, while an apply
+    runs from one (the git-state guard vouched for them as committed files); else nothing to add."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("ANSIBLE_ROLES_PATH", "")
+    if not value or source_root(c) == repo_root(c):
+        return {}
+    # relative entries: from the root Ansible is started in (`cd ROOT && ...`), now the snapshot's
+    entries = [str(source_path(c, entry)) for entry in value.split(os.pathsep) if entry]
+    return {"ANSIBLE_ROLES_PATH": os.pathsep.join(entries)}
+
+
 def ansible_env(c: Context, p: Project, results: Path | None = None) -> dict[str, str]:
-    """The environment of a playbook run: base_env, our plugins, and where the callback writes."""
+    """The environment of a playbook run: base_env, our plugins, where the callback writes, and
+    ANSIBLE_ROLES_PATH moved into the apply's snapshot when there is one."""
     from blumeops_tasks.hosts import ask
 
-    env = {**base_env(p), **plugin_env(ask.settings(c, p))}
+    env = {**base_env(p), **plugin_env(ask.settings(c, p)), **roles_path_env(c)}
     if results is not None:
         from blumeops_tasks.hosts.vault import VAULT_FILES_ENV, project_vault_files
 

@@ -161,3 +161,15 @@ def test_a_role_kept_as_a_submodule_is_the_clones_checkout_of_it(repo: Repo, tmp
     assert repo.journal()[-1]["result"] == "succeeded"
     assert (repo.root / "roles/shared/tasks/main.yml").exists()  # the link went, the checkout stays
     assert not tree.exists()
+
+
+def test_ansible_roles_path_follows_the_apply_into_its_snapshot(repo: Repo, tmp_path: Path) -> None:
+    from blumeops_tasks.hosts.project import roles_path_env
+
+    c = repo.context()
+    environ = {"ANSIBLE_ROLES_PATH": f"{repo.root / 'roles'}:vendor/roles:{tmp_path / 'elsewhere'}"}
+    assert roles_path_env(c, environ) == {}  # no snapshot: Ansible reads the clone, as asked
+    with applying(c, HOSTS, task="hosts.provision") as record:
+        tree = record.snapshot()
+        moved = roles_path_env(c, environ)["ANSIBLE_ROLES_PATH"].split(":")
+    assert moved == [str(tree / "roles"), str(tree / "vendor/roles"), str(tmp_path / "elsewhere")]
