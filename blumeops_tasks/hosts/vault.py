@@ -30,52 +30,27 @@ VAULT_FILES_ENV = "BLUMEOPS_VAULT_FILES"
 _MAX_FILE = 4 * 1024 * 1024
 _SKIPPED_DIRS = frozenset({".git", "__pycache__", ".ansible"})
 
-# Ansible's loader and vault, in ansible-playbook's interpreter: argv are files holding vault data;
-# prints the JSON list of their plaintexts.
+# Ansible's loader and vault, in ansible-playbook's interpreter: argv[1] is vault_walk.py (run by its
+# path: blumeops_tasks is not importable there), the rest the files holding vault data; prints
+# the JSON list of their plaintexts.
 _DECRYPT = """
-import json, sys
+import json, runpy, sys
 from ansible import constants as C
 from ansible.cli import CLI
 from ansible.parsing.dataloader import DataLoader
-from ansible.parsing.vault import VaultHelper, is_encrypted_file
-from ansible.module_utils.common.text.converters import to_text
 
+walk = runpy.run_path(sys.argv[1])
 loader = DataLoader()
 CLI.setup_vault_secrets(loader, C.DEFAULT_VAULT_IDENTITY_LIST, auto_prompt=False)
-found = set()
-
-def walk(node, whole):
-    if VaultHelper.get_ciphertext(node, with_tags=False) is not None:
-        found.add(to_text(str(node)))
-    elif isinstance(node, dict):
-        for value in node.values():
-            walk(value, whole)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            walk(value, whole)
-    elif whole and isinstance(node, str):
-        found.add(to_text(str(node)))
-
-def read(path):
-    with open(path, "rb") as handle:
-        whole = is_encrypted_file(handle)
-    try:
-        data = loader.load_from_file(path, cache="none")
-    except Exception:
-        if not whole:
-            raise
-        data = loader.get_text_file_contents(path)
-    walk(data, whole)
-
-for path in sys.argv[1:]:
-    try:
-        read(path)
-    except Exception as exc:
-        message = " ".join(str(getattr(exc, "message", "") or exc).split())
-        print(f"{path}: {message}", file=sys.stderr)
-        sys.exit(3)
+try:
+    found = walk["plaintexts"](loader, sys.argv[2:], strict=True)
+except walk["VaultFileError"] as error:
+    print(f"{error.path}: {error.message}", file=sys.stderr)
+    sys.exit(3)
 print(json.dumps(sorted(found)))
 """
+# The walk itself, shared with the results callback.
+WALKER = Path(__file__).with_name("ansible_plugins") / "vault_walk.py"
 
 
 def files_with_vault_data(roots: list[Path]) -> list[Path]:
@@ -114,7 +89,7 @@ def vault_values(c: Context, p: Project, files: list[Path]) -> list[str]:
 
     if not files:
         return []
-    command = shlex.join([ansible_python(p), "-c", _DECRYPT, *(str(f) for f in files)])
+    command = shlex.join([ansible_python(p), "-c", _DECRYPT, str(WALKER), *(str(f) for f in files)])
     result = shell.run(c, f"cd {shlex.quote(str(p.root))} && {command}", env=base_env(p), hide=True, warn=True)
     if result.exited != 0:
         raise ProjectError(

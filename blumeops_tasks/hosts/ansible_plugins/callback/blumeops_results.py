@@ -156,34 +156,12 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
     def _read_vault_values(self, loader: Any) -> None:
         """The plaintexts of the files named in BLUMEOPS_VAULT_FILES, and their base64 forms."""
         import base64
+        import runpy
 
-        from ansible.parsing.vault import VaultHelper, is_encrypted_file
-
-        found: set[str] = set()
-
-        def walk(node: Any, whole: bool) -> None:
-            if VaultHelper.get_ciphertext(node, with_tags=False) is not None:
-                found.add(str(node))
-            elif isinstance(node, dict):
-                for value in node.values():
-                    walk(value, whole)
-            elif isinstance(node, list | tuple):
-                for value in node:
-                    walk(value, whole)
-            elif whole and isinstance(node, str):
-                found.add(str(node))
-
-        for path in filter(None, os.environ.get(VAULT_FILES_ENV, "").split(os.pathsep)):
-            try:
-                with Path(path).open("rb") as handle:
-                    whole = bool(is_encrypted_file(handle))
-                try:
-                    data = loader.load_from_file(path, cache="none")
-                except Exception:
-                    data = loader.get_text_file_contents(path) if whole else None
-                walk(data, whole)
-            except Exception:  # the tasks decrypted these before the run; ansible reports its own errors
-                continue
+        walker = Path(__file__).resolve().parent.parent / "vault_walk.py"  # shared with the tasks' decrypt
+        paths = filter(None, os.environ.get(VAULT_FILES_ENV, "").split(os.pathsep))
+        # Not strict: the tasks decrypted these before the run; ansible reports its own errors.
+        found: set[str] = runpy.run_path(str(walker))["plaintexts"](loader, paths, strict=False)
         forms = {value for value in found if len(value) >= _MIN_SECRET}
         forms |= {base64.b64encode(value.encode()).decode() for value in forms}
         self._vault_forms = sorted(forms, key=len, reverse=True)
