@@ -553,6 +553,33 @@ def test_ansibles_settings_are_reused_by_a_byte_identical_copy_with_its_own_path
         ask.settings(MockContext(run={}), at(copy))
 
 
+def test_vault_data_is_read_by_ansibles_loader_and_a_wrong_password_is_one_sentence(tmp_path: Path) -> None:
+    """The tasks' decrypt step (the shared vault walk, in ansible-playbook's interpreter): the plaintext
+    with the configured password; with another, one sentence naming the file, no traceback."""
+    require_tool("ansible-vault")
+    from dataclasses import replace
+
+    from blumeops_tasks.hosts import vault
+
+    right, wrong = tmp_path / "right", tmp_path / "wrong"
+    right.write_text("correct horse\n")
+    wrong.write_text("battery staple\n")
+    secret = tmp_path / "secret.yml"
+    subprocess.run(
+        ["ansible-vault", "encrypt", "--vault-password-file", str(right), "--output", str(secret), "-"],
+        input="token: vaulted-Kx4-offline\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    p = replace(project_fixture(), root=tmp_path, config=tmp_path / "ansible.cfg")
+    (tmp_path / "ansible.cfg").write_text(f"[defaults]\nvault_password_file = {right}\n")
+    assert vault.vault_values(Context(), p, [secret]) == ["vaulted-Kx4-offline"]
+    (tmp_path / "ansible.cfg").write_text(f"[defaults]\nvault_password_file = {wrong}\n")
+    with pytest.raises(ProjectError, match=r"Ansible cannot decrypt the vault data in secret\.yml: .*secret\.yml"):
+        vault.vault_values(Context(), p, [secret])
+
+
 def test_the_reach_check_shares_ansibles_control_path(tmp_path: Path) -> None:
     from blumeops_tasks.hosts.checks import reach_ssh_args
 
