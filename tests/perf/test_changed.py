@@ -7,13 +7,12 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.conftest import REPO, clean_environ, require_tool
+from tests.conftest import REPO, clean_environ, require_tool, run_inv
 
 FIXTURE = REPO / "tests" / "fixtures" / "homelab"
 
@@ -169,17 +168,14 @@ def test_worker_processes_give_the_threads_verdicts(tmp_path: Path) -> None:
     the same rows, and a second run reads the renders from the cache."""
     require_tool("kubectl")
     root, env = homelab_repo(tmp_path)
-    command = [sys.executable, "-m", "invoke", "check", "--layer=argocd", "--json"]
 
     def verdicts(extra: dict[str, str], state: str) -> dict[tuple[str, str], tuple[str, str]]:
-        done = subprocess.run(
-            command,
+        done = run_inv(
+            "check",
+            "--layer=argocd",
+            "--json",
             cwd=root,
             env={**env, **extra, "INVOKE_BLUMEOPS_STATE_DIR": str(tmp_path / state)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
         return {key: (r["status"], r["detail"]) for key, r in rows(json.loads(done.stdout)).items()}
@@ -208,15 +204,7 @@ def test_a_role_edit_checks_only_the_graphs_that_run_the_role(tmp_path: Path) ->
     )
     git(root, "add", "-A")
     git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "maintenance")
-    full = subprocess.run(
-        [sys.executable, "-m", "invoke", "check", "--layer=hosts", "--json"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    full = run_inv("check", "--layer=hosts", "--json", cwd=root, env=env)
     assert {"syntax site.yml", "syntax maintenance.yml"} <= {r["name"] for r in json.loads(full.stdout)["checks"]}
     stage_edit(root, "ansible/roles/cleanup/tasks/main.yml")
     _code, doc = run_hook(root, env)
@@ -269,24 +257,14 @@ def test_all_requirements_installed_is_cached_until_an_install_or_removal(tmp_pa
     env = {**env, "INVOKE_BLUMEOPS_HOSTS_ANSIBLE_GALAXY": str(wrapper)}
 
     def requirements_row() -> dict[str, Any]:
-        done = subprocess.run(
-            [sys.executable, "-m", "invoke", "check", "--layer=hosts", "--json"],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        done = run_inv("check", "--layer=hosts", "--json", cwd=root, env=env)
         return rows(json.loads(done.stdout))[("hosts", "requirements installed")]
 
     def listings() -> int:
         return log.read_text().count("collection list") if log.exists() else 0
 
     assert requirements_row()["status"] == "warn"  # homelab.tools is not installed yet
-    deps = subprocess.run(
-        [sys.executable, "-m", "invoke", "hosts.deps"], cwd=root, env=env, capture_output=True, text=True, check=False
-    )
+    deps = run_inv("hosts.deps", cwd=root, env=env)
     assert deps.returncode == 0, deps.stdout + deps.stderr
     before = listings()
     assert requirements_row()["status"] == "ok"
