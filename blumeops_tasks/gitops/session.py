@@ -481,8 +481,10 @@ class ApplySession:
         if self.record.dirty or not commit:
             self._source = "working tree"
             return self.root
-        directory = lock_directory(self.c, self.root) / "trees" / f"{self.layer.name}-{self.apply_id}"
+        trees = lock_directory(self.c, self.root) / "trees"
+        directory = trees / f"{self.layer.name}-{self.apply_id}"
         try:
+            snapshots.clear_stale(self.c, self.root, trees, self.layer.name)  # we hold the layer's lock
             self._snapshot = snapshots.make(self.c, self.root, commit, directory)
         except (snapshots.SnapshotError, OSError) as error:
             reason = error.message if isinstance(error, snapshots.SnapshotError) else (error.strerror or str(error))

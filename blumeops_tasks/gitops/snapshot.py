@@ -40,17 +40,8 @@ class SnapshotError(Exception):
 
 @dataclass(frozen=True)
 class Snapshot:
-    clone: Path  # the operator's clone (resolved)
-    tree: Path  # the detached worktree of `commit`
-    commit: str
-    linked: tuple[str, ...]  # the untracked paths linked from the clone, relative
-
-    def moved(self, path: Path) -> Path:
-        """`path` inside the clone, as the same path inside the tree; any other path as it is."""
-        try:
-            return self.tree / path.resolve().relative_to(self.clone)
-        except ValueError:
-            return path
+    tree: Path  # the detached worktree
+    commit: str  # what it holds
 
 
 def parse_untracked(text: str) -> list[str]:
@@ -99,7 +90,6 @@ def clear_stale(c: Context, clone: Path, parent: Path, layer: str) -> None:
 
 def make(c: Context, clone: Path, commit: str, directory: Path) -> Snapshot:
     """A detached worktree of `commit` at `directory`, with the clone's untracked files linked in."""
-    clear_stale(c, clone, directory.parent, directory.name.rsplit("-", 1)[0])
     directory.parent.mkdir(parents=True, exist_ok=True)
     where = shlex.quote(str(directory))
     _git_or_raise(c, clone, f"{NO_HOOKS} worktree add --detach --quiet {where} {commit}", "git worktree add")
@@ -118,11 +108,10 @@ def make(c: Context, clone: Path, commit: str, directory: Path) -> Snapshot:
             if (clone / module).is_dir() and target.is_dir() and not any(target.iterdir()):
                 target.rmdir()
                 target.symlink_to(clone / module)
-                linked.append(module)
     except (SnapshotError, OSError):
         remove(c, clone, directory)
         raise
-    return Snapshot(clone, directory, commit, tuple(linked))
+    return Snapshot(directory, commit)
 
 
 def remove(c: Context, clone: Path, directory: Path) -> None:
