@@ -98,12 +98,12 @@ def source_path(c: Context, value: str | Path) -> Path:
     """A configured path to a layer's files (inventory, playbooks, a Pulumi program): relative to
     `source_root`; an absolute path inside the repo is moved into the snapshot while one is used."""
     path = Path(value).expanduser()
+    root, repo = source_root(c), repo_root(c)
     if not path.is_absolute():
-        return source_root(c) / path
-    tree = (c.config.get("blumeops") or {}).get(SOURCE_ROOT)
-    if tree:
+        return root / path
+    if root != repo:
         try:
-            return Path(tree) / path.resolve().relative_to(repo_root(c))
+            return root / path.resolve().relative_to(repo)
         except ValueError:
             pass
     return path
