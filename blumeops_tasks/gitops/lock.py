@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,6 +185,7 @@ class ApplyLock:
         self.holder_file = holder_path(directory, layer)
         self.holder: Holder | None = None
         self._lock: BaseFileLock | None = None
+        self._writing = threading.Lock()  # tools start from several threads (a preflight beside a preview)
 
     def acquire(self, holder: Holder) -> None:
         from filelock import FileLock, Timeout
@@ -216,10 +218,11 @@ class ApplyLock:
     def add_group(self, pgid: int) -> None:
         """Record a tool's process group before it can change anything (the holder file names it,
         so `inv unlock` refuses while it lives even if this process is killed)."""
-        if self._lock is None or self.holder is None or pgid in self.holder.groups:
-            return
-        alive = tuple(g for g in self.holder.groups if group_alive(g))  # finished tools drop out
-        self._write(replace(self.holder, groups=(*alive, pgid)))
+        with self._writing:
+            if self._lock is None or self.holder is None or pgid in self.holder.groups:
+                return
+            alive = tuple(g for g in self.holder.groups if group_alive(g))  # finished tools drop out
+            self._write(replace(self.holder, groups=(*alive, pgid)))
 
     def release(self) -> None:
         if self._lock is None:

@@ -222,3 +222,25 @@ def test_history_shows_what_narrowed_a_run(project: Project) -> None:
         "indri": "never-applied",
         "sifaka": "never-applied",
     }
+
+
+def test_tools_started_from_several_threads_are_all_named_in_the_holder_file(tmp_path: Path) -> None:
+    """A provision's preflight starts tools while its preview runs: every group lands in the holder file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from blumeops_tasks.gitops.lock import ApplyLock, Holder
+
+    sleepers = [subprocess.Popen(["sleep", "30"], start_new_session=True) for _ in range(8)]
+    lock = ApplyLock(tmp_path / "locks", "hosts")
+    lock.acquire(Holder("op", "box", os.getpid(), "now", "hosts.provision", "hosts", pgid=os.getpgid(0)))
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda p: lock.add_group(p.pid), sleepers))
+        holder = read_holder(lock.holder_file)
+        assert holder is not None
+        assert sorted(holder.groups) == sorted(p.pid for p in sleepers)
+    finally:
+        lock.release()
+        for process in sleepers:
+            process.kill()
+            process.wait()
