@@ -345,25 +345,39 @@ def scoped_checks(c: Context, p: Project, changed: list[str], strict: bool = Fal
 
 
 def ansible_version(c: Context, p: Project) -> Outcome:
-    """ansible-playbook on PATH and its version (cached per executable: path, size, mtime)."""
-    from blumeops_tasks.hosts import cache
-    from blumeops_tasks.hosts.project import base_env
-
-    executable = shell.which(p.ansible_playbook)
-    if not executable:
+    """ansible-playbook on PATH and its version."""
+    if not shell.which(p.ansible_playbook):
         return failed(
             f"{p.ansible_playbook} is not installed", "pip install 'ansible-core>=2.19' (or pip install -e .)"
         )
+    try:
+        core, _python = about_ansible(c, p)
+    except ProjectError as exc:
+        return failed(str(exc), "reinstall ansible-core")
+    return ok(f"ansible-playbook (core {core})")
+
+
+def about_ansible(c: Context, p: Project) -> tuple[str, str]:
+    """(core version, interpreter) as `ansible-playbook --version` states them, cached per executable
+    (path, size, mtime). The interpreter is the one Ansible runs in, wherever its script is (a
+    version manager's shim is a shell script); without that line, the script's shebang."""
+    from blumeops_tasks.hosts import cache
+    from blumeops_tasks.hosts.project import base_env
+
+    executable = shell.which(p.ansible_playbook) or p.ansible_playbook
     key = cache.fingerprint([Path(executable)])
-    if p.cache_dir is not None and (version := cache.get(p.cache_dir, "ansible-version", key)):
-        return ok(f"ansible-playbook (core {version})")
+    known = cache.get(p.cache_dir, "ansible-about", key) if p.cache_dir is not None else None
+    if isinstance(known, list) and len(known) == 2 and Path(known[1]).is_file():
+        return str(known[0]), str(known[1])
     result = shell.run(c, f"{p.ansible_playbook} --version", env=base_env(p), hide=True, warn=True)
     if result.exited != 0:
-        return failed(f"{p.ansible_playbook} --version failed: {last_line(result.stderr)}", "reinstall ansible-core")
-    match = re.search(r"core ([0-9.]+)", result.stdout)
-    if p.cache_dir is not None and match:
-        cache.put(p.cache_dir, "ansible-version", key, match.group(1))
-    return ok(f"ansible-playbook (core {match.group(1) if match else '?'})")
+        raise ProjectError(f"{p.ansible_playbook} --version failed: {last_line(result.stderr or result.stdout)}")
+    core = re.search(r"core ([0-9.]+)", result.stdout)
+    python = re.search(r"^\s*python version = .*\((/[^()]+)\)\s*$", result.stdout, re.MULTILINE)
+    found = (core.group(1) if core else "?", python.group(1) if python else _shebang_python(executable))
+    if p.cache_dir is not None and core and python:
+        cache.put(p.cache_dir, "ansible-about", key, list(found))
+    return found
 
 
 # Asks Ansible's own plugin loader, in the interpreter ansible-playbook runs in, for the strategy.
@@ -379,11 +393,18 @@ sys.exit(0 if plugin is not None else 4)
 """
 
 
-def ansible_python(p: Project) -> str:
-    """The interpreter of the ansible-playbook script (its shebang), else python3."""
-    executable = shell.which(p.ansible_playbook)
+def ansible_python(c: Context, p: Project) -> str:
+    """The interpreter ansible-playbook runs in (`about_ansible`), python3 when it cannot say."""
     try:
-        first = Path(executable).read_text(encoding="utf-8", errors="replace").splitlines()[0] if executable else ""
+        return about_ansible(c, p)[1]
+    except ProjectError:
+        return "python3"
+
+
+def _shebang_python(executable: str) -> str:
+    """The interpreter of a script's shebang (through `env`), else python3."""
+    try:
+        first = Path(executable).read_text(encoding="utf-8", errors="replace").splitlines()[0]
     except (OSError, IndexError):
         first = ""
     if first.startswith("#!"):
@@ -417,7 +438,7 @@ def _strategy(c: Context, p: Project) -> Outcome:
     configured = ask.settings(c, p)
     name = str(configured.get("DEFAULT_STRATEGY") or "linear")
     env = ansible_env(c, p)
-    command = shlex.join([ansible_python(p), "-c", _LOAD_STRATEGY, name])
+    command = shlex.join([ansible_python(c, p), "-c", _LOAD_STRATEGY, name])
     executable = shell.which(p.ansible_playbook)
     plugin_dirs = [Path(d).expanduser() for d in configured.paths("DEFAULT_STRATEGY_PLUGIN_PATH")]
     plugin_dirs += [Path(d) for d in env.get("ANSIBLE_STRATEGY_PLUGINS", "").split(":") if d]

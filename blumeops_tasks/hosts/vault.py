@@ -89,7 +89,7 @@ def vault_values(c: Context, p: Project, files: list[Path]) -> list[str]:
 
     if not files:
         return []
-    command = shlex.join([ansible_python(p), "-c", _DECRYPT, str(WALKER), *(str(f) for f in files)])
+    command = shlex.join([ansible_python(c, p), "-c", _DECRYPT, str(WALKER), *(str(f) for f in files)])
     result = shell.run(c, f"cd {shlex.quote(str(p.root))} && {command}", env=base_env(p), hide=True, warn=True)
     if result.exited != 0:
         raise ProjectError(

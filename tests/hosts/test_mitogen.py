@@ -8,6 +8,7 @@ The sshd test runs ansible-playbook against the private sshd of conftest.py (thi
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -73,6 +74,22 @@ def test_preflight_names_the_configured_strategy_and_fails_when_it_cannot_load(t
     missing = strategy_row({**env, "ANSIBLE_STRATEGY": "no_such_strategy"})
     assert missing["status"] == "fail"
     assert "no_such_strategy does not load" in missing["detail"]
+
+
+def test_ansible_behind_a_version_managers_shim_is_asked_in_its_own_python(tmp_path: Path) -> None:
+    """pyenv and asdf put a shell script named ansible-playbook first on PATH: the strategy is still loaded
+    by the interpreter Ansible states in `--version`, not by the shim's shebang (bash)."""
+    real = shutil.which("ansible-playbook")
+    assert real, "ansible-core is part of the test install"
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    shim = shims / "ansible-playbook"
+    shim.write_text(f'#!/usr/bin/env bash\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    env = clean_environ(tmp_path, {"INVOKE_BLUMEOPS_STATE_DIR": str(tmp_path / "state")})
+    env["PATH"] = f"{shims}{os.pathsep}{env['PATH']}"
+    row = strategy_row(env)
+    assert (row["status"], row["detail"]) == ("ok", "strategy free"), row
 
 
 def test_without_the_extra_a_mitogen_strategy_fails_preflight(tmp_path: Path) -> None:
