@@ -65,21 +65,20 @@ def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
     allow_dirty: bool = False,
     plan: str | None = None,
 ) -> None:
-    """Bring hosts in line with the repo: preflight, preview, confirm (default No), apply, summary."""
+    """Bring hosts in line with the repo: guard and lock, preflight beside the preview, confirm (default No), apply."""
     from blumeops_tasks.gitops.git_state import env_paths
-    from blumeops_tasks.gitops.session import applying
+    from blumeops_tasks.gitops.session import Refused, applying
     from blumeops_tasks.hosts import callback_parse
     from blumeops_tasks.hosts import workflow as wf
     from blumeops_tasks.hosts.layer import LAYER
 
     p, playbook = wf.selection(c, host, inventory)
-    hosts = wf.preflight(c, p, playbook, tags, limit, host=host)  # the hosts Ansible lists for this --limit
     what = host or "every host"
     with applying(
         c,
         LAYER,
         task="hosts.provision",
-        targets=hosts,
+        targets=[host] if host else [],  # until Ansible lists the run's hosts (below)
         allow_dirty=allow_dirty,
         tags=tags,
         limit=limit,
@@ -93,7 +92,11 @@ def provision(  # noqa: PLR0917  (invoke passes flags as parameters)
     ) as record:
         record.snapshot()  # from here on Ansible reads the journaled commit, whatever a pull does to the clone
         p, playbook = wf.selection(c, host, inventory)
-        preview, _doc = wf.check_run(c, p, playbook, tags, limit)
+        try:  # nothing has changed yet: a failed preflight refuses the apply
+            hosts, preview = wf.preflight_beside_preview(c, p, playbook, tags, limit, host=host)
+        except Exit as stop:
+            raise Refused(stop.message, code=stop.code or 1) from None
+        record.set_targets(hosts)  # the hosts Ansible lists for this --limit
         if not record.review(
             preview,
             question=f"Apply {len(preview.changes)} changes to {', '.join(hosts)}?",

@@ -5,8 +5,12 @@ Shared by the `hosts` tasks and by `inv plan`; imported inside the tasks, never 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -85,10 +89,16 @@ def check_run(
     c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None
 ) -> tuple[LayerPlan, dict[str, Any] | None]:
     """`ansible-playbook --check --diff` through the results callback, as the shared plan model."""
+    with console.status(f"Previewing {p.rel(playbook)} (--check --diff)"):
+        return _check_run(c, p, playbook, tags, limit)
+
+
+def _check_run(
+    c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None
+) -> tuple[LayerPlan, dict[str, Any] | None]:
     with results_file() as results:
         command = playbook_command(p, playbook, mode="check", tags=tags, limit=limit)
-        with console.status(f"Previewing {p.rel(playbook)} (--check --diff)"):
-            result = shell.run(c, command, env=ansible_env(c, p, results), hide=True, warn=True)
+        result = shell.run(c, command, env=ansible_env(c, p, results), hide=True, warn=True)
         doc = callback_parse.load(results)
     note = (
         f"{p.rel(playbook)} --check --diff"
@@ -139,10 +149,59 @@ def preflight(
 
     Any failure stops here, before any play runs, with one sentence per failed check. Returns the hosts.
     """
+    with console.status("Preflight"):
+        return _preflight(c, p, playbook, tags, limit, host=host)
+
+
+def preflight_beside_preview(
+    c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None, *, host: str | None = None
+) -> tuple[list[str], LayerPlan]:
+    """The preflight and the check-mode preview at once, for an apply (inside its lock, from its
+    snapshot): the preview changes nothing, so only the apply has to wait for the preflight, and
+    Ansible's listing of the run and the SSH round trip take no time of their own. A failed preflight
+    stops the preview (its process group) and is the apply's one sentence; a passed one returns the
+    hosts Ansible lists and the preview's plan."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    previewed = threading.Event()
+
+    def checks() -> list[str]:
+        try:
+            return _preflight(c, p, playbook, tags, limit, host=host)
+        except BaseException:
+            _stop_tools_until(previewed)
+            raise
+
+    status = console.status(f"Preflight, and previewing {p.rel(playbook)} (--check --diff)")
+    with status, ThreadPoolExecutor(max_workers=1) as pool:
+        checked = pool.submit(checks)
+        try:
+            plan, _doc = _check_run(c, p, playbook, tags, limit)
+        finally:
+            previewed.set()
+        hosts = checked.result()
+    return hosts, plan
+
+
+def _stop_tools_until(done: threading.Event) -> None:
+    """SIGTERM to every tool group the apply's tracker knows (the preflight's own have ended), until
+    `done` (the preview has returned)."""
+    tracker = shell.tracker()
+    while True:
+        for pgid in tracker.groups() if tracker else ():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGTERM)
+        if done.wait(0.1):
+            return
+
+
+def _preflight(
+    c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None, *, host: str | None
+) -> list[str]:
     from concurrent.futures import ThreadPoolExecutor
 
     timeout = float(setting(c, "preflight_timeout"))
-    with console.status("Preflight"), ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=3) as pool:
         early = [s for s in checks.preflight_checks(c, p, None, [], []) if s.name != "secrets"]
         first = pool.submit(runner.run_checks, early, timeout)
         # Ansible's inventory (the SSH targets) is read while Ansible lists the run: after an edit of

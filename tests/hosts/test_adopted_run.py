@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -136,3 +137,43 @@ def test_a_pull_during_the_provision_never_reaches_the_host(tmp_path: Path, sshd
     worktrees = subprocess.run([*git, "worktree", "list", "--porcelain"], capture_output=True, text=True, check=True)
     assert worktrees.stdout.count("worktree ") == 1  # the snapshot is gone
     assert (root / "ansible" / "collections").is_dir()  # and the installed collection is still the clone's
+
+
+SLOW_MARK_TASK = """
+    - name: Leaves a mark on the controller when it runs to its end, even in check mode
+      ansible.builtin.shell: sleep 20 && touch {mark}
+      delegate_to: localhost
+      check_mode: false
+      changed_when: false
+      tags: [always]
+"""
+
+
+def test_a_failed_preflight_stops_the_preview_it_ran_beside(tmp_path: Path, sshd_host: SshdHost) -> None:
+    """The provision previews while its preflight runs: a secret the motd role needs is missing, so the
+    preflight fails, and the preview (whose first task would mark the controller after 20 s) is stopped,
+    not waited for. The apply is journaled as refused; nothing reached the host."""
+    root, env = adopted_repo(tmp_path, sshd_host)
+    mark = tmp_path / "preview-ran-to-its-end"
+    playbook = root / "ansible" / "playbooks" / "linux.yml"
+    playbook.write_text(playbook.read_text().replace("  roles:\n", SLOW_MARK_TASK.format(mark=mark) + "  roles:\n", 1))
+    meta = root / "ansible" / "roles" / "motd" / "meta" / "blumeops.yml"  # blumeops' own role metadata
+    meta.write_text("---\nrequired_env: [HOMELAB_MOTD_SIGNING_KEY]\n")
+    git = ["git", "-C", str(root), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a slow first task; a secret for motd"], check=True)
+    deps = run_inv("hosts.deps", env=env, cwd=root)
+    assert deps.returncode == 0, deps.stdout + deps.stderr
+
+    result = run_inv("hosts.provision", "--limit=sifaka", "--yes", "--allow-dirty", env=env, cwd=root)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("Preflight failed: missing secrets: HOMELAB_MOTD_SIGNING_KEY (for motd)")
+    )
+    entry = journal.read(tmp_path / "state" / "journal.jsonl")[0][-1]
+    assert (entry["result"], entry["source"]) == ("refused", "snapshot")
+    time.sleep(25)  # longer than the task's sleep: a preview left running would have marked by now
+    assert not mark.exists()
+    assert not sshd_host.sshd.path(tmp_path / "out" / "motd").exists()
