@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +19,9 @@ import pytest
 
 from tests.adopt.helpers import adopted_repo, make_hosts_unreachable
 from tests.conftest import REPO, clean_environ
+from tests.wheel_venv import PACKAGE, build_wheel, install_wheel
 
 pytestmark = pytest.mark.slow
-PACKAGE = REPO / "blumeops_tasks"
 
 
 @dataclass(frozen=True)
@@ -60,27 +57,7 @@ def package_files() -> set[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`pip wheel --no-deps` of a copy of the sources (the checkout stays untouched by the build)."""
-    source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    shutil.copytree(PACKAGE, source / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    out = tmp_path_factory.mktemp("dist")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(source)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    (built,) = out.glob("blumeops_tasks-*.whl")
-    return built
-
-
-def _site_packages(venv: Path) -> Path:
-    return Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
+    return build_wheel(tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +65,7 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Installe
     """A fresh venv holding the wheel (non-editable); the dependencies are this interpreter's, reused offline."""
     root = tmp_path_factory.mktemp("wheel-venv")
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    python = venv / "bin" / "python"
-    # The dependencies: this interpreter's site-packages as plain paths, after the venv's own. Their .pth
-    # files are not run, so an editable blumeops_tasks installed there cannot stand in for the wheel.
-    parents = [path for path in sys.path if path.endswith(("site-packages", "dist-packages")) and Path(path).is_dir()]
-    (_site_packages(venv) / "_blumeops_test_dependencies.pth").write_text("\n".join(parents) + "\n")
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--force-reinstall", str(wheel)]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    result = subprocess.run(pip, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr
+    python = install_wheel(wheel, venv)
     home = root / "home"
     home.mkdir()
     inv_env = clean_environ(home, {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)})
