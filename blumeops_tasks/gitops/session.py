@@ -310,6 +310,7 @@ class ApplySession:
         self._previous_tracker: shell.Tracker | None = None
         self._tracker: shell.Tracker | None = None
         self._snapshot: Snapshot | None = None
+        self._making_snapshot = False
         self._source: str | None = None  # where the tools read the repo's files: "snapshot" or "working tree"
         self._groups_seen: list[int] = []
         self._killer: threading.Timer | None = None
@@ -481,8 +482,9 @@ class ApplySession:
         if self.record.dirty or not commit:
             self._source = "working tree"
             return self.root
-        trees = lock_directory(self.c, self.root) / "trees"
+        trees = (self._lock.directory if self._lock else lock_directory(self.c, self.root)) / "trees"
         directory = trees / f"{self.layer.name}-{self.apply_id}"
+        self._making_snapshot = True  # of the journaled commit, named: a move of HEAD cannot reach it
         try:
             snapshots.clear_stale(self.c, self.root, trees, self.layer.name)  # we hold the layer's lock
             self._snapshot = snapshots.make(self.c, self.root, commit, directory)
@@ -495,6 +497,8 @@ class ApplySession:
                 ),
                 code=1,
             ) from None
+        finally:
+            self._making_snapshot = False
         self._source = "snapshot"
         self.c.config["blumeops"][SOURCE_ROOT] = str(self._snapshot.tree)
         return self._snapshot.tree
@@ -508,7 +512,7 @@ class ApplySession:
     def _before_tool(self) -> None:
         if self._signal is not None:
             raise Interrupted(self._signal)
-        if self._snapshot is not None:  # the tools read the snapshot: a move of HEAD cannot reach them
+        if self._snapshot is not None or self._making_snapshot:  # the tools read the snapshot of the commit
             return
         now = git_state.head_now(self.root)
         if self.record.commit and now != self.record.commit:

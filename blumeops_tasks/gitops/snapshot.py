@@ -83,9 +83,11 @@ def _git_or_raise(c: Context, root: Path, args: str, what: str) -> str:
 def clear_stale(c: Context, clone: Path, parent: Path, layer: str) -> None:
     """Remove trees of `layer` left by applies that were killed, and git's records of them. The caller
     holds the layer's lock, so no apply of the layer still runs from one."""
-    for stale in sorted(parent.glob(f"{layer}-*")):
-        shutil.rmtree(stale, ignore_errors=True)  # never follows the links into the clone
-    git(c, clone, "worktree prune")
+    stale = sorted(parent.glob(f"{layer}-*"))
+    for tree in stale:
+        shutil.rmtree(tree, ignore_errors=True)  # never follows the links into the clone
+    if stale:
+        git(c, clone, "worktree prune")
 
 
 def make(c: Context, clone: Path, commit: str, directory: Path) -> Snapshot:
