@@ -68,8 +68,15 @@ def tracker() -> Tracker | None:
     return _tracker
 
 
-class GroupRunner(Local):
-    """invoke's Local runner, with the child started in a new session (its own process group)."""
+class QuickRunner(Local):
+    """invoke's Local runner, polling for the command's end every 2 ms instead of 10 ms: blumeops runs
+    many short commands (git above all), and the default sleep added about 6 ms to each."""
+
+    input_sleep = 0.002
+
+
+class GroupRunner(QuickRunner):
+    """The quick runner, with the child started in a new session (its own process group)."""
 
     def start(self, command: str, shell: str, env: dict[str, Any]) -> None:
         if self.using_pty:  # pty.fork already makes the child a session leader
@@ -121,11 +128,13 @@ def run(
         streams["err_stream"] = _RedactingStream(sys.stderr)
     options: dict[str, Any] = {"env": dict(env or {}), "hide": hide, "warn": warn, "in_stream": False}
     active = _tracker
-    if active is not None and type(c).run is Context.run:  # a real local Context (not a mock, not fabric)
+    if type(c).run is not Context.run:  # a mock, or fabric's Connection: its own runner
+        result = c.run(command, **options, **streams, **kwargs)
+    elif active is not None:
         active.check()
         result = c._run(GroupRunner(c), command, **options, **streams, **kwargs)  # invoke's runner injection point
     else:
-        result = c.run(command, **options, **streams, **kwargs)
+        result = c._run(QuickRunner(c), command, **options, **streams, **kwargs)
     assert result is not None  # warn=True still returns a Result; only disowned runs return None
     return result
 
