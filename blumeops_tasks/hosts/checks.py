@@ -182,9 +182,12 @@ def graph_entry(p: Project, playbook: Path) -> dict[str, Any] | None:
     return entries[0][1] if entries else None
 
 
-def passing_entry(p: Project, playbook: Path) -> dict[str, Any] | None:
-    """A cached pass whose files have the content they have now (marked as just used), if any."""
-    digests: dict[tuple[str, ...], str] = {}
+def passing_entry(
+    p: Project, playbook: Path, digests: dict[tuple[str, ...], str] | None = None
+) -> dict[str, Any] | None:
+    """A cached pass whose files have the content they have now (marked as just used), if any. The
+    digests of the file lists it read are left in `digests`, for the pass that follows a miss."""
+    digests = {} if digests is None else digests
     for path, entry in graph_entries(p, playbook):
         files = tuple(str(f) for f in entry["files"])
         if files not in digests:
@@ -202,7 +205,8 @@ def graph_outcome(c: Context, p: Project, playbook: Path) -> Outcome:
     the files the graph reads; an edit to any of them (and only to them) parses it again."""
     from blumeops_tasks.hosts import ask, cache
 
-    entry = passing_entry(p, playbook)
+    digests: dict[tuple[str, ...], str] = {}
+    entry = passing_entry(p, playbook, digests)
     if entry is not None:
         return ok(
             f"{p.rel(playbook)} parses (cached: the {len(entry['files'])} paths it reads are unchanged since "
@@ -215,7 +219,9 @@ def graph_outcome(c: Context, p: Project, playbook: Path) -> Outcome:
     files = graph_files(c, p, playbook, plays)
     roles = sorted({r for play in plays for r in play.roles()})
     if p.cache_dir is not None:
-        digest = content_digest(p.root, files)
+        # When the graph reads the same files as its last pass (an edit inside them), their digest
+        # taken just before the parse serves: one read of them per check, not two.
+        digest = digests.get(tuple(files)) or content_digest(p.root, files)
         value = {"files": files, "digest": digest, "roles": roles}
         cache.put(p.cache_dir, graph_kind(p, playbook), digest[:32], value)
     return ok(
