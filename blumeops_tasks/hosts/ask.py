@@ -64,7 +64,6 @@ def parse_dump(data: Any) -> Settings:
 
 
 # Where the repo root stood in a cached settings dump (a path never seen in a real one).
-ROOT_MARK = "/\0blumeops-root"
 
 
 def settings(c: Context, p: Project) -> Settings:
@@ -80,7 +79,7 @@ def settings(c: Context, p: Project) -> Settings:
     key = cache.content_key(p.root, [read], extra=[shlex.join(dump), str(p.config.is_file())])
     root = str(p.root)
     if p.cache_dir is not None and (cached := cache.get(p.cache_dir, "config", key)) is not None:
-        return parse_dump(cache.relocate(cached, ROOT_MARK, root))
+        return parse_dump(cache.relocate(cached, cache.ROOT_MARK, root))
     result = shell.run(c, command, env=base_env(p), hide=True, warn=True)
     if result.exited != 0:
         raise ProjectError(
@@ -91,7 +90,7 @@ def settings(c: Context, p: Project) -> Settings:
     except ValueError:
         raise ProjectError(f"ansible-config dump printed no JSON for {p.rel(p.config)}.") from None
     if p.cache_dir is not None:
-        cache.put(p.cache_dir, "config", key, cache.relocate(data, root, ROOT_MARK))
+        cache.put(p.cache_dir, "config", key, cache.relocate(data, root, cache.ROOT_MARK))
     return parse_dump(data)
 
 
@@ -196,7 +195,9 @@ def listing(
     from blumeops_tasks.hosts import cache
 
     command = listing_command(p, playbooks, limit=limit, tags=tags, skip_tags=skip_tags)
-    key = cache.fingerprint([*source_files(p), *playbooks], extra=[command])
+    # On content (Ansible's listing names no path of the checkout), so an apply's snapshot of the
+    # commit reuses the clone's listing of the same files.
+    key = cache.content_key(p.root, [*source_files(p), *playbooks], extra=[command])
     if p.cache_dir is not None and (cached := cache.get(p.cache_dir, "listing", key)) is not None:
         return parse_listing(str(cached))
     result = shell.run(c, command, env=base_env(p), hide=True, warn=True)

@@ -23,6 +23,9 @@ KEY_ENV_PREFIXES = ("ANSIBLE_",)
 KEEP = 8
 
 
+ROOT_MARK = "/\0blumeops-root"  # where the repo root was, in a cached answer
+
+
 def fingerprint(paths: Iterable[Path], extra: Iterable[str] = ()) -> str:
     digest = hashlib.sha256()
     for root in sorted({Path(p) for p in paths}):
@@ -46,21 +49,26 @@ def _finish(digest: Any, extra: Iterable[str]) -> str:
     return str(digest.hexdigest()[:32])
 
 
-def content_key(root: Path, files: Iterable[Path], extra: Iterable[str] = ()) -> str:
-    """Like `fingerprint`, keyed on the files' bytes and their paths relative to `root` (not where the
-    root is, nor mtimes): the same key for a byte-identical copy of the repo, such as an apply's
-    snapshot of its commit. For answers that hold for every copy once `relocate`d."""
+def content_key(root: Path, paths: Iterable[Path], extra: Iterable[str] = ()) -> str:
+    """Like `fingerprint` (a directory stands for every file under it), keyed on the files' bytes and
+    their paths relative to `root` (not where the root is, nor mtimes), and on `extra` with the root's
+    path in it replaced by a mark: the same key for a byte-identical copy of the repo, such as an
+    apply's snapshot of its commit. For answers that hold for every copy (once `relocate`d)."""
     digest = hashlib.sha256()
-    for path in sorted({Path(p) for p in files}):
-        try:
-            label = path.relative_to(root).as_posix()
-        except ValueError:
-            label = str(path)
-        try:
-            digest.update(f"{label}\0".encode() + hashlib.sha256(path.read_bytes()).digest() + b"\n")
-        except OSError:
-            digest.update(f"missing:{label}\n".encode())
-    return _finish(digest, extra)
+    for top in sorted({Path(p) for p in paths}):
+        files = [top] if not top.is_dir() else sorted(f for f in top.rglob("*") if f.is_file())
+        for path in files:
+            if "__pycache__" in path.parts:
+                continue
+            try:
+                label = path.relative_to(root).as_posix()
+            except ValueError:
+                label = str(path)
+            try:
+                digest.update(f"{label}\0".encode() + hashlib.sha256(path.read_bytes()).digest() + b"\n")
+            except OSError:
+                digest.update(f"missing:{label}\n".encode())
+    return _finish(digest, [item.replace(str(root), ROOT_MARK) for item in extra])
 
 
 def relocate(data: Any, old: str, new: str) -> Any:

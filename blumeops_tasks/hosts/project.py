@@ -210,7 +210,9 @@ def load_inventory(c: Context, p: Project) -> Inventory:
     """
     from blumeops_tasks.hosts import cache
 
-    key = cache.fingerprint([p.inventory, p.config], extra=[inventory_command(p)])
+    # On content (Ansible lists the variables as written, wherever the files are), so an apply's
+    # snapshot of the commit reuses the clone's answer for the same files.
+    key = cache.content_key(p.root, [p.inventory, p.config], extra=[inventory_command(p)])
     if p.cache_dir is not None and (cached := cache.get(p.cache_dir, "inventory", key)) is not None:
         return Inventory.from_list_json(cached)
     result: Result = shell.run(c, inventory_command(p), env=base_env(p), hide=True, warn=True)

@@ -553,6 +553,53 @@ def test_ansibles_settings_are_reused_by_a_byte_identical_copy_with_its_own_path
         ask.settings(MockContext(run={}), at(copy))
 
 
+def test_the_listing_and_the_inventory_are_reused_by_a_byte_identical_copy(tmp_path: Path) -> None:
+    """An apply's snapshot of the commit is a copy of the clone elsewhere: Ansible's listing of a
+    playbook and its inventory, asked for the clone, are reused there (nothing runs), and they are what
+    Ansible answers there. An edit of a role asks for the listing again, one of host_vars for both."""
+    require_tool("ansible-playbook")
+    from dataclasses import replace
+
+    from blumeops_tasks.hosts.project import load_inventory
+
+    clone, copy = tmp_path / "clone", tmp_path / "copy"
+    clone.mkdir()
+    for name in ("inventory", "playbooks", "roles"):
+        shutil.copytree(REPO / name, clone / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "ansible.cfg", clone / "ansible.cfg")
+    shutil.copytree(clone, copy)
+
+    def at(root: Path) -> Project:
+        return replace(
+            project_fixture(),
+            root=root,
+            inventory=root / "inventory",
+            playbooks=root / "playbooks",
+            roles=root / "roles",
+            config=root / "ansible.cfg",
+            cache_dir=tmp_path / "cache",
+        )
+
+    asked = ask.listing(Context(), at(clone), [clone / "playbooks" / "site.yml"])
+    inventory = load_inventory(Context(), at(clone))
+    nothing_runs = MockContext(run={})  # a MockContext with no answers: a command would raise
+    assert ask.listing(nothing_runs, at(copy), [copy / "playbooks" / "site.yml"]) == asked
+    assert load_inventory(nothing_runs, at(copy)) == inventory
+    uncached = replace(at(copy), cache_dir=None)
+    assert ask.listing(Context(), uncached, [copy / "playbooks" / "site.yml"]) == asked
+    assert load_inventory(Context(), uncached) == inventory
+
+    with (copy / "roles" / "caddy" / "tasks" / "main.yml").open("a") as tasks:
+        tasks.write("# an edit\n")
+    with pytest.raises(NotImplementedError):
+        ask.listing(nothing_runs, at(copy), [copy / "playbooks" / "site.yml"])
+    assert load_inventory(nothing_runs, at(copy)) == inventory  # the inventory does not read roles
+    with (copy / "inventory" / "host_vars" / "indri.yml").open("a") as host_vars:
+        host_vars.write("# an edit\n")
+    with pytest.raises(NotImplementedError):
+        load_inventory(nothing_runs, at(copy))
+
+
 def test_vault_data_is_read_by_ansibles_loader_and_a_wrong_password_is_one_sentence(tmp_path: Path) -> None:
     """The tasks' decrypt step (the shared vault walk, in ansible-playbook's interpreter): the plaintext
     with the configured password; with another, one sentence naming the file, no traceback."""
