@@ -139,20 +139,6 @@ def layer_plan(c: Context) -> LayerPlan:
     return preview_plan(c, p, playbook)
 
 
-def preflight(
-    c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None, *, host: str | None = None
-) -> list[str]:
-    """Ansible's version, strategy and requirements checked, and its inventory read, while Ansible lists
-    what the run selects; then each selected host over SSH (concurrently, each with a timeout) and the
-    selected roles' secrets. A `host` named on the command line is reached over SSH while Ansible still
-    lists the run (its row is kept only if the listing selects it).
-
-    Any failure stops here, before any play runs, with one sentence per failed check. Returns the hosts.
-    """
-    with console.status("Preflight"):
-        return _preflight(c, p, playbook, tags, limit, host=host)
-
-
 def preflight_beside_preview(
     c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None, *, host: str | None = None
 ) -> tuple[list[str], LayerPlan]:
@@ -167,7 +153,7 @@ def preflight_beside_preview(
 
     def checks() -> list[str]:
         try:
-            return _preflight(c, p, playbook, tags, limit, host=host)
+            return preflight(c, p, playbook, tags, limit, host=host)
         except BaseException:
             _stop_tools_until(previewed)
             raise
@@ -195,9 +181,16 @@ def _stop_tools_until(done: threading.Event) -> None:
             return
 
 
-def _preflight(
+def preflight(
     c: Context, p: Project, playbook: Path, tags: str | None, limit: str | None, *, host: str | None
 ) -> list[str]:
+    """Ansible's version, strategy and requirements checked, and its inventory read, while Ansible lists
+    what the run selects; then each selected host over SSH (concurrently, each with a timeout) and the
+    selected roles' secrets. A `host` named on the command line is reached over SSH while Ansible still
+    lists the run (its row is kept only if the listing selects it).
+
+    Any failure stops here, before anything changes, with one sentence per failed check. Returns the hosts.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     timeout = float(setting(c, "preflight_timeout"))
