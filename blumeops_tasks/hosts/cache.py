@@ -26,15 +26,20 @@ KEEP = 8
 ROOT_MARK = "/\0blumeops-root"  # where the repo root was, in a cached answer
 
 
+def files_under(top: Path) -> list[Path]:
+    """`top` itself when it is a file, else every file under it (sorted; none when it is missing),
+    never a `__pycache__` one."""
+    files = [top] if top.is_file() else sorted(f for f in top.rglob("*") if f.is_file()) if top.is_dir() else []
+    return [f for f in files if "__pycache__" not in f.parts]
+
+
 def fingerprint(paths: Iterable[Path], extra: Iterable[str] = ()) -> str:
     digest = hashlib.sha256()
     for root in sorted({Path(p) for p in paths}):
-        files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else []
+        files = files_under(root)
         if not files:
             digest.update(f"missing:{root}\n".encode())
         for path in files:
-            if "__pycache__" in path.parts:
-                continue
             stat = path.stat()
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return _finish(digest, extra)
@@ -49,25 +54,36 @@ def _finish(digest: Any, extra: Iterable[str]) -> str:
     return str(digest.hexdigest()[:32])
 
 
-def content_key(root: Path, paths: Iterable[Path], extra: Iterable[str] = ()) -> str:
-    """Like `fingerprint` (a directory stands for every file under it), keyed on the files' bytes and
-    their paths relative to `root` (not where the root is, nor mtimes), and on `extra` with the root's
-    path in it replaced by a mark: the same key for a byte-identical copy of the repo, such as an
-    apply's snapshot of its commit. For answers that hold for every copy (once `relocate`d)."""
+def content_digest(root: Path, paths: Iterable[Path]) -> str:
+    """sha256 over the bytes of every file at or under `paths`, each named by its path relative to
+    `root` (absolute when outside it): the same for a byte-identical copy of the repo elsewhere."""
     digest = hashlib.sha256()
     for top in sorted({Path(p) for p in paths}):
-        files = [top] if not top.is_dir() else sorted(f for f in top.rglob("*") if f.is_file())
+        files = files_under(top)
+        if not files:
+            digest.update(f"missing:{_label(root, top)}\n".encode())
         for path in files:
-            if "__pycache__" in path.parts:
-                continue
             try:
-                label = path.relative_to(root).as_posix()
-            except ValueError:
-                label = str(path)
-            try:
-                digest.update(f"{label}\0".encode() + hashlib.sha256(path.read_bytes()).digest() + b"\n")
+                data = hashlib.sha256(path.read_bytes()).digest()
             except OSError:
-                digest.update(f"missing:{label}\n".encode())
+                data = b"unreadable"
+            digest.update(f"{_label(root, path)}\0".encode() + data + b"\n")
+    return digest.hexdigest()
+
+
+def _label(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def content_key(root: Path, paths: Iterable[Path], extra: Iterable[str] = ()) -> str:
+    """Like `fingerprint`, keyed on the files' `content_digest` (not where the root is, nor mtimes) and
+    on `extra` with the root's path in it replaced by a mark: the same key for a byte-identical copy
+    of the repo, such as an apply's snapshot of its commit. For answers that hold for every copy
+    (once `relocate`d)."""
+    digest = hashlib.sha256(content_digest(root, paths).encode())
     return _finish(digest, [item.replace(str(root), ROOT_MARK) for item in extra])
 
 

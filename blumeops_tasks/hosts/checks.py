@@ -59,28 +59,6 @@ def _syntax_failure(c: Context, p: Project, playbook: Path, listing_error: str) 
 # -- one playbook graph, cached on the content of the files it reads -------------------------------
 
 
-def content_digest(root: Path, paths: list[str]) -> str:
-    """sha256 over the content of every file at or under `paths` (relative to `root`, or absolute)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for entry in sorted(paths):
-        path = root / entry
-        files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else []
-        if not files:
-            digest.update(f"missing:{entry}\n".encode())
-        for file in files:
-            if "__pycache__" in file.parts:
-                continue
-            try:
-                data = file.read_bytes()
-            except OSError:
-                data = b"unreadable"
-            digest.update(f"{file.relative_to(root) if file.is_relative_to(root) else file}\0".encode())
-            digest.update(hashlib.sha256(data).digest())
-    return digest.hexdigest()
-
-
 def _rel(p: Project, path: Path) -> str:
     try:
         return path.resolve().relative_to(p.root.resolve()).as_posix()
@@ -187,11 +165,13 @@ def passing_entry(
 ) -> dict[str, Any] | None:
     """A cached pass whose files have the content they have now (marked as just used), if any. The
     digests of the file lists it read are left in `digests`, for the pass that follows a miss."""
+    from blumeops_tasks.hosts import cache
+
     digests = {} if digests is None else digests
     for path, entry in graph_entries(p, playbook):
         files = tuple(str(f) for f in entry["files"])
         if files not in digests:
-            digests[files] = content_digest(p.root, list(files))
+            digests[files] = cache.content_digest(p.root, [p.root / f for f in files])
         if entry.get("digest") == digests[files]:
             with contextlib.suppress(OSError):
                 os.utime(path)  # the cache keeps the most recently written (here: used) entries
@@ -221,7 +201,7 @@ def graph_outcome(c: Context, p: Project, playbook: Path) -> Outcome:
     if p.cache_dir is not None:
         # When the graph reads the same files as its last pass (an edit inside them), their digest
         # taken just before the parse serves: one read of them per check, not two.
-        digest = digests.get(tuple(files)) or content_digest(p.root, files)
+        digest = digests.get(tuple(files)) or cache.content_digest(p.root, [p.root / f for f in files])
         value = {"files": files, "digest": digest, "roles": roles}
         cache.put(p.cache_dir, graph_kind(p, playbook), digest[:32], value)
     return ok(
